@@ -1,0 +1,196 @@
+"""Durable, append-only search record (JSON lines, fsynced per entry).
+
+Every scored architecture is one line: a search killed with SIGKILL loses no
+completed evaluation, and :func:`read_record` reads it back (a torn last line
+is skipped) to resume a search or to train the critic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fnas_env.arch import Architecture
+from fnas_env.evaluators.base import Evaluation
+
+__all__ = ["RecordEntry", "SearchRecord", "SearchCounters", "read_record", "KINDS"]
+
+#: evaluated: really trained / looked up; surrogate: reward predicted (UAC);
+#: replayed: a stored episode reused by the controller (AEB), no evaluation.
+KINDS = ("evaluated", "surrogate", "replayed")
+
+
+@dataclass(frozen=True)
+class RecordEntry:
+    """One line of the record."""
+
+    arch: str
+    space: str
+    choices: tuple[int, ...]
+    reward: float
+    kind: str
+    accuracy: float | None
+    latency: float | None
+    throughput: float | None
+    macs: float | None
+    params: float | None
+    cost: float | None
+    failed: bool
+    wall_time: float
+    seed: int | None
+    timestamp: float
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def evaluated(self) -> bool:
+        return self.kind == "evaluated"
+
+    @property
+    def architecture(self) -> Architecture:
+        return Architecture(self.space, tuple(self.choices))
+
+    def to_json(self) -> str:
+        return json.dumps(_jsonable(asdict(self)), allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RecordEntry:
+        d = dict(d)
+        d["choices"] = tuple(d["choices"])
+        return cls(**d)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):  # numpy scalar
+        return _jsonable(value.item())
+    return value
+
+
+@dataclass
+class SearchCounters:
+    """Sample counters of a search and its running best."""
+
+    sampled: int = 0
+    activated: int = 0
+    surrogate: int = 0
+    replayed: int = 0
+    failed: int = 0
+    cost: float = 0.0
+    best_reward: float = -math.inf
+    best_accuracy: float = -math.inf
+    best_arch: str | None = None
+
+    def update(self, entry: RecordEntry) -> None:
+        if entry.kind == "replayed":
+            self.replayed += 1
+            return
+        self.sampled += 1
+        if entry.kind == "surrogate":
+            self.surrogate += 1
+            return
+        self.activated += 1
+        self.failed += int(entry.failed)
+        self.cost += entry.cost or 0.0
+        if entry.reward > self.best_reward:
+            self.best_reward, self.best_arch = entry.reward, entry.arch
+        if entry.accuracy is not None:
+            self.best_accuracy = max(self.best_accuracy, entry.accuracy)
+
+
+class SearchRecord:
+    """Append-only record of a search, with counters.
+
+    Args:
+        path: JSON-lines file; ``None`` keeps the record in memory only. An
+            existing file is read first, so counters resume where it stopped.
+        seed: stored with every entry.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, seed: int | None = None):
+        self.path = Path(path) if path is not None else None
+        self.seed = seed
+        self.counters = SearchCounters()
+        self.entries: list[RecordEntry] = []
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                for entry in read_record(self.path):
+                    self._keep(entry)
+
+    def _keep(self, entry: RecordEntry) -> None:
+        self.entries.append(entry)
+        self.counters.update(entry)
+
+    def append(
+        self,
+        arch: Architecture,
+        evaluation: Evaluation | None,
+        reward: float,
+        kind: str,
+        wall_time: float = 0.0,
+    ) -> RecordEntry:
+        """Add one entry and make it durable before returning."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        from fnas_env.spaces import get_space
+
+        ev = evaluation or Evaluation(accuracy=float("nan"), evaluated=False)
+        entry = RecordEntry(
+            arch=get_space(arch.space).to_string(arch),
+            space=arch.space,
+            choices=arch.choices,
+            reward=float(reward),
+            kind=kind,
+            accuracy=None if ev.accuracy is None or math.isnan(ev.accuracy) else float(ev.accuracy),
+            latency=ev.latency,
+            throughput=ev.throughput,
+            macs=ev.macs,
+            params=ev.params,
+            cost=ev.cost,
+            failed=bool(ev.failed),
+            wall_time=float(wall_time),
+            seed=self.seed,
+            timestamp=time.time(),
+            extras=dict(ev.extras),
+        )
+        if self.path is not None:
+            line = entry.to_json() + "\n"
+            # O_APPEND single write: concurrent writers never interleave a line.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._keep(entry)
+        return entry
+
+    def evaluated(self) -> list[RecordEntry]:
+        """Really evaluated entries (the critic's training data)."""
+        return [e for e in self.entries if e.kind == "evaluated"]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def read_record(path: str | os.PathLike) -> Iterator[RecordEntry]:
+    """Entries of a record file; a torn (partially written) line is skipped."""
+    with open(path) as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break  # torn last write of a killed process
+            try:
+                yield RecordEntry.from_dict(json.loads(line))
+            except (json.JSONDecodeError, TypeError, KeyError):
+                continue

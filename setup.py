@@ -1,0 +1,32 @@
+"""FNAS: fast RL-based neural architecture search (Gymnasium + Stable-Baselines3)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="fnas",
+    version="0.1.0",
+    description="FNAS: RL-based neural architecture search with UAC, AKP and AEB, "
+    "as Gymnasium environments and Stable-Baselines3 agents",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["fnas_env*", "agents*", "wrappers*"]),
+    package_data={"fnas_env": ["py.typed"]},
+    install_requires=[
+        "gymnasium>=1.0,<2",
+        "stable-baselines3>=2.4",
+        "sb3-contrib>=2.4",
+        # torch/torchvision are pinned by the README/.ci install step first
+        # (local wheels); these ranges are satisfied by them and pull nothing.
+        "torch>=2.4",
+        "torchvision>=0.19",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "scikit-learn>=1.3",
+        "tensorboard>=2.14",
+        "safetensors>=0.4",
+        "tqdm",
+        "rich",
+    ],
+    extras_require={"dev": ["pytest>=8", "ruff>=0.6"]},
+)
