@@ -204,26 +204,34 @@ class NASEnv(gym.Env):
         )
         return mnas_reward(evaluation.accuracy, measure, self.reward_config)
 
-    def finish(self, action, evaluation: Evaluation):
-        """Complete the last step with ``evaluation`` (real or predicted) and record it."""
+    def finish(self, action, evaluation: Evaluation, reward: float | None = None):
+        """Complete the last step with ``evaluation`` (real or predicted) and record it.
+
+        ``reward`` overrides the reward computed from ``evaluation`` (a critic's
+        predicted reward for a trusted sample, with ``evaluation.evaluated=False``).
+        """
         arch = self.pending_architecture(action)
         if arch is None:
             raise RuntimeError("finish() is only valid for the last token of an episode")
-        reward, info = self.score(arch, evaluation)
+        reward, info = self.score(arch, evaluation, reward=reward)
         self._choices = list(arch.choices)
         self._position = self.horizon
         self._last_info = info
         return self._obs(), reward, True, False, info
 
     def score(
-        self, arch: Architecture, evaluation: Evaluation, kind: str | None = None
+        self,
+        arch: Architecture,
+        evaluation: Evaluation,
+        kind: str | None = None,
+        reward: float | None = None,
     ) -> tuple[float, dict[str, Any]]:
         """Reward and info of ``arch`` under ``evaluation``, appended to the record.
 
         Baselines that do not step token by token (random search, evolution)
         call ``score(arch, env.evaluate(arch))`` directly.
         """
-        reward = float(self.reward_of(evaluation))
+        reward = float(self.reward_of(evaluation) if reward is None else reward)
         kind = kind or ("evaluated" if evaluation.evaluated else "surrogate")
         self.record.append(arch, evaluation, reward, kind, wall_time=evaluation.cost or 0.0)
         info: dict[str, Any] = dict(evaluation.extras)
