@@ -1,0 +1,290 @@
+"""Proxy training: a short, deterministic, tight training loop for one candidate.
+
+MnasNet trains each sampled architecture for a few epochs on a proxy task and
+uses its validation accuracy as the reward's accuracy term. This loop is the
+plain PyTorch one (shuffle, forward, cross-entropy, backward, step) with the
+data already in memory, so its throughput stays close to a minimal hand-written
+loop: no per-step host syncs (the divergence check reads the loss every
+``check_every`` steps), no copies beyond the batch gather.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fnas_env.training.data import ImageDataset
+
+__all__ = ["TrainConfig", "TrainResult", "ProxyTrainer"]
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Proxy-training settings.
+
+    Attributes:
+        epochs: passes over the training split (default 5, MnasNet's proxy length).
+        batch_size: images per step (default 64).
+        lr: peak learning rate (default 0.05, for SGD; use about 1e-3 with Adam).
+        optimizer: ``"sgd"`` (Nesterov momentum, the MobileNet/MnasNet recipe;
+            default) or ``"adam"``.
+        momentum: SGD momentum (default 0.9).
+        weight_decay: L2 penalty (default 4e-5, MobileNetV2's).
+        schedule: ``"cosine"`` (decay to 0 over the run, per step; default) or
+            ``"constant"``.
+        label_smoothing: cross-entropy label smoothing (default 0.0).
+        resolution: resize inputs to this side length once before training
+            (default None: the dataset's resolution).
+        seed: seeds shuffling and any randomness in the model's forward
+            (default 0). Weight initialisation is seeded by whoever builds the model.
+        max_iterations: stop after this many optimiser steps (default None: all
+            epochs). Gives every candidate equal iterations (the knowledge pool's
+            fairness condition).
+        eval_batch_size: images per validation forward pass (default 512).
+        check_every: steps between divergence checks (default 10); the only host
+            reads of the loss during training.
+        deterministic: run under ``torch.use_deterministic_algorithms`` (restored
+            afterwards). Default None: only on non-CPU devices; the CPU kernels a
+            proxy model uses are deterministic for a fixed thread count, and the
+            switch's first call imports torch's compiler stack (seconds).
+        num_threads: torch intra-op threads while training (default None: leave
+            torch's setting).
+    """
+
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    schedule: str = "cosine"
+    label_smoothing: float = 0.0
+    resolution: int | None = None
+    seed: int = 0
+    max_iterations: int | None = None
+    eval_batch_size: int = 512
+    check_every: int = 10
+    deterministic: bool | None = None
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "check_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr}")
+        if self.max_iterations is not None and self.max_iterations < 1:
+            raise ValueError(
+                f"max_iterations must be a positive int or None, got {self.max_iterations}"
+            )
+        if self.resolution is not None and self.resolution < 1:
+            raise ValueError(f"resolution must be a positive int or None, got {self.resolution}")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of one proxy training.
+
+    ``accuracy`` is validation top-1 in percent (0 if training diverged);
+    ``cost`` the wall seconds of initialisation, training and validation;
+    ``final_loss`` the mean training loss over the last epoch (NaN if diverged);
+    ``init`` whatever ``init_fn`` returned (e.g. the knowledge pool's statistics).
+    """
+
+    accuracy: float
+    cost: float
+    iterations: int
+    diverged: bool
+    final_loss: float
+    epochs: float
+    train_seconds: float
+    eval_seconds: float
+    init_seconds: float
+    images_per_second: float
+    init: Any = None
+
+
+class ProxyTrainer:
+    """Trains a model on an :class:`ImageDataset` and reports validation accuracy.
+
+    Args:
+        config: a :class:`TrainConfig` (default ``TrainConfig()``).
+        device: torch device to train on (default ``"cpu"``).
+
+    Training that produces a non-finite loss stops at the next check and returns
+    ``diverged=True`` with accuracy 0; it never raises for that.
+
+    Example:
+        >>> trainer = ProxyTrainer(TrainConfig(epochs=1))
+        >>> result = trainer.train(model, load_dataset("digits"))
+    """
+
+    def __init__(self, config: TrainConfig | None = None, device: str | torch.device = "cpu"):
+        self.config = config or TrainConfig()
+        self.device = torch.device(device)
+        self._resized: tuple[ImageDataset, int, torch.Tensor, torch.Tensor] | None = None
+
+    def train(
+        self,
+        model: nn.Module,
+        data: ImageDataset,
+        init_fn: Callable[[nn.Module], Any] | None = None,
+    ) -> TrainResult:
+        """Train ``model`` in place on ``data`` and evaluate it on the validation split.
+
+        ``init_fn(model)`` runs first (e.g. initialise blocks from a knowledge
+        pool); its return value is passed through as ``TrainResult.init``.
+        """
+        cfg = self.config
+        start = time.perf_counter()
+        prev_threads = torch.get_num_threads()
+        prev_det = torch.are_deterministic_algorithms_enabled()
+        prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+        deterministic = (
+            cfg.deterministic if cfg.deterministic is not None else self.device.type != "cpu"
+        )
+        try:
+            if cfg.num_threads is not None:
+                torch.set_num_threads(cfg.num_threads)
+            if deterministic:
+                torch.use_deterministic_algorithms(True, warn_only=True)
+            model = model.to(self.device)
+            init = init_fn(model) if init_fn is not None else None
+            init_seconds = time.perf_counter() - start
+            x_train, y_train, x_val, y_val = self._tensors(data)
+
+            t0 = time.perf_counter()
+            iterations, final_loss, diverged, seen = self._fit(model, x_train, y_train)
+            train_seconds = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            accuracy = 0.0 if diverged else self._accuracy(model, x_val, y_val)
+            if not math.isfinite(accuracy):
+                accuracy, diverged = 0.0, True
+            eval_seconds = time.perf_counter() - t1
+        finally:
+            if cfg.num_threads is not None:
+                torch.set_num_threads(prev_threads)
+            if deterministic:
+                torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        return TrainResult(
+            accuracy=accuracy,
+            cost=time.perf_counter() - start,
+            iterations=iterations,
+            diverged=diverged,
+            final_loss=final_loss,
+            epochs=seen / max(1, x_train.shape[0]),
+            train_seconds=train_seconds,
+            eval_seconds=eval_seconds,
+            init_seconds=init_seconds,
+            images_per_second=seen / train_seconds if train_seconds > 0 else 0.0,
+            init=init,
+        )
+
+    # ---- internals -------------------------------------------------------------------
+
+    def _tensors(self, data: ImageDataset):
+        """Training and validation tensors on the device, resized once if asked."""
+        size = self.config.resolution
+        x_train, x_val = data.x_train, data.x_val
+        if size is not None and size != data.resolution:
+            cached = self._resized
+            if cached is None or cached[0] is not data or cached[1] != size:
+                resize = lambda x: F.interpolate(  # noqa: E731
+                    x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+                )
+                self._resized = (data, size, resize(x_train), resize(x_val))
+            x_train, x_val = self._resized[2], self._resized[3]
+        dev = self.device
+        return x_train.to(dev), data.y_train.to(dev), x_val.to(dev), data.y_val.to(dev)
+
+    def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        cfg = self.config
+        params = [p for p in model.parameters() if p.requires_grad]
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            nesterov=cfg.momentum > 0,
+        )
+
+    def _fit(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        cfg = self.config
+        n = x.shape[0]
+        bs = min(cfg.batch_size, n)
+        steps_per_epoch = n // bs  # drop the ragged last batch (BatchNorm, equal steps)
+        total = cfg.epochs * steps_per_epoch
+        if cfg.max_iterations is not None:
+            total = min(total, cfg.max_iterations)
+        optimizer = self._optimizer(model)
+        scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total))
+            if cfg.schedule == "cosine"
+            else None
+        )
+        generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # dropout / stochastic depth in the forward pass
+        model.train()
+        step, seen = 0, 0
+        running = torch.zeros((), device=x.device)
+        epoch_loss = torch.zeros((), device=x.device)
+        epoch_steps = 0
+        final_loss = math.nan
+        while step < total:
+            order = torch.randperm(n, generator=generator).to(x.device)
+            epoch_loss.zero_()
+            epoch_steps = 0
+            for i in range(steps_per_epoch):
+                if step >= total:
+                    break
+                idx = order[i * bs : (i + 1) * bs]
+                loss = F.cross_entropy(model(x[idx]), y[idx], label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                step += 1
+                seen += bs
+                epoch_steps += 1
+                detached = loss.detach()
+                running += detached
+                epoch_loss += detached
+                if step % cfg.check_every == 0 or step == total:
+                    if not torch.isfinite(running).item():
+                        return step, math.nan, True, seen
+                    running.zero_()
+            final_loss = (epoch_loss / max(1, epoch_steps)).item()
+        if not math.isfinite(final_loss) and total > 0:
+            return step, math.nan, True, seen
+        return step, final_loss, False, seen
+
+    @torch.inference_mode()
+    def _accuracy(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+        model.eval()
+        correct = torch.zeros((), dtype=torch.int64, device=x.device)
+        finite = torch.ones((), dtype=torch.bool, device=x.device)
+        bs = self.config.eval_batch_size
+        for i in range(0, x.shape[0], bs):
+            logits = model(x[i : i + bs])
+            finite &= torch.isfinite(logits).all()
+            correct += (logits.argmax(dim=1) == y[i : i + bs]).sum()
+        if not finite.item():
+            return math.nan
+        return 100.0 * correct.item() / max(1, x.shape[0])
