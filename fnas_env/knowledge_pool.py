@@ -1,0 +1,703 @@
+"""Architecture Knowledge Pool (AKP): trained blocks that initialise new architectures.
+
+FNAS (see ``PAPER.md``) keeps a key-value table of trained blocks: the key is a
+block's one-hot embedding (:meth:`SearchSpace.block_embeddings`), the value the
+block's parameters from a trained checkpoint. A new architecture is initialised
+block by block from the stored block of the same space and position with the
+highest cosine similarity, so a proxy training of a few epochs starts from
+trained weights and ranks architectures as well as a longer one from scratch.
+
+Model contract (``fnas_env.models.build_model`` for ``mnas``/``anb``/``macro``):
+the model has ``stem``, ``blocks`` (an ``nn.ModuleList`` with one module per
+search-space block, in the space's order) and ``head``; a block module holds its
+layers in ``layers: nn.ModuleList``. State-dict keys of a layer depend only on its
+op type (same op elsewhere: same keys, other shapes), so a stored block fits a
+target block after :func:`adapt_state_dict`:
+
+- channels sliced, or padded with the target's own initial values;
+- kernels (4-D conv weights) centre-cropped, or zero-padded around the source
+  kernel (a 3x3 kernel inside a 5x5 one computes the same function);
+- layer counts mapped: target layer ``j`` takes source layer ``min(j, n_src - 1)``;
+- tensors whose key the source lacks (an SE module, an expansion conv) keep
+  their initial values.
+
+Keys: block ``i`` at position ``"i"``; the stem at position ``"stem"`` keyed by
+the first block's embedding and the head at ``"head"`` keyed by the last block's
+(the stem/head trained together with the most similar first/last block).
+
+Fairness: a pool holds checkpoints trained for one number of iterations, set
+when it is created or fixed at its first store; stores with another number are
+refused (``store`` returns False and ``counters.refused`` counts them).
+
+On disk (a folder, shareable between searches, tasks and processes)::
+
+    index.json          entries: space, position, key, label, file, iterations, ...
+    pool.lock           fcntl.flock lock file (shared for reads, exclusive for writes)
+    tensors/<id>.safetensors   one block's tensors (safetensors: no code runs on load)
+
+A store writes and fsyncs the tensor files first, then writes the new index to a
+temporary file, fsyncs it and ``os.replace``-s it over ``index.json``: a process
+killed at any point leaves the previous or the new index, never a torn one, and
+at most the entries of the interrupted store are lost (their orphan files are
+removed by the next store). Every operation re-reads the index when another
+process changed it.
+
+Capacity: at most ``capacity`` blocks per (space, position). Eviction rule: the
+oldest stored block goes first (re-storing a key replaces the old entry, so it
+counts as new); later checkpoints come from later in a search, where the
+controller samples the region that matters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_save
+from torch import nn
+
+from fnas_env.arch import Architecture
+from fnas_env.spaces import SearchSpace, get_space
+
+__all__ = [
+    "KnowledgePool",
+    "InitStats",
+    "PoolEntry",
+    "PoolCounters",
+    "Match",
+    "adapt_tensor",
+    "adapt_state_dict",
+    "best_match",
+    "POOL_SPACES",
+]
+
+#: spaces whose models follow the stem/blocks/head contract
+POOL_SPACES = ("mnas", "anb", "macro")
+INDEX_NAME = "index.json"
+LOCK_NAME = "pool.lock"
+TENSOR_DIR = "tensors"
+FORMAT = "fnas-akp"
+VERSION = 1
+#: cosine similarity at or above ``1 - EXACT_TOL`` counts as an exact match
+EXACT_TOL = 1e-6
+_LAYER_KEY = re.compile(r"^layers\.(\d+)\.(.*)$")
+
+
+@dataclass(frozen=True)
+class PoolEntry:
+    """One stored block: where it sits (space, position), its key, and its file."""
+
+    id: str
+    space: str
+    position: str
+    key: tuple[float, ...]
+    label: str
+    file: str
+    arch: str
+    iterations: int
+    seq: int
+    time: float
+    nbytes: int
+    task: str | None = None
+
+
+@dataclass(frozen=True)
+class Match:
+    """The stored entry most similar to a queried block (``entry`` None: nothing stored)."""
+
+    position: str
+    label: str
+    entry: PoolEntry | None
+    similarity: float
+
+    @property
+    def exact(self) -> bool:
+        return self.entry is not None and self.similarity >= 1.0 - EXACT_TOL
+
+
+@dataclass(frozen=True)
+class InitStats:
+    """What one :meth:`KnowledgePool.initialise` call did.
+
+    ``hit_ratio`` and ``exact_ratio`` count the search-space blocks (not stem/head):
+    blocks initialised from a stored block / from one with the same key
+    (similarity 1). ``lookup_ms`` is the similarity search, ``load_ms`` reading and
+    adapting the tensors. ``tensors_*`` count target tensors copied unchanged,
+    shape-adapted, or left at their initial values.
+    """
+
+    hit_ratio: float
+    exact_ratio: float
+    lookup_ms: float
+    load_ms: float = 0.0
+    blocks: int = 0
+    hits: int = 0
+    exact: int = 0
+    mean_similarity: float = 0.0
+    stem: bool = False
+    head: bool = False
+    tensors_copied: int = 0
+    tensors_adapted: int = 0
+    tensors_kept: int = 0
+    sources: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (for ``Evaluation.extras`` and TensorBoard)."""
+        d = asdict(self)
+        d["sources"] = list(self.sources)
+        return d
+
+
+@dataclass
+class PoolCounters:
+    """Running totals of one pool object (this process only)."""
+
+    stores: int = 0
+    refused: int = 0
+    stored_blocks: int = 0
+    initialised: int = 0
+    queried: int = 0
+    hits: int = 0
+    exact: int = 0
+
+    @property
+    def hit_ratio(self) -> float:
+        return self.hits / self.queried if self.queried else 0.0
+
+    @property
+    def exact_ratio(self) -> float:
+        return self.exact / self.queried if self.queried else 0.0
+
+
+@dataclass
+class _Table:
+    """Keys of one (space, position), L2-normalised rows, in store order."""
+
+    keys: np.ndarray
+    entries: list[PoolEntry] = field(default_factory=list)
+
+
+# ---- similarity ----------------------------------------------------------------
+
+
+def best_match(keys: np.ndarray, query: np.ndarray) -> tuple[int, float]:
+    """Row of ``keys`` (L2-normalised, shape (n, d)) most cosine-similar to ``query``.
+
+    Ties go to the last row (the newest entry). Returns ``(row, similarity)``;
+    ``(-1, 0.0)`` for an empty table.
+    """
+    n = keys.shape[0]
+    if n == 0:
+        return -1, 0.0
+    norm = float(np.linalg.norm(query))
+    if norm == 0.0:
+        return -1, 0.0
+    sims = keys @ (query.astype(np.float32, copy=False) / norm)
+    row = n - 1 - int(np.argmax(sims[::-1]))
+    return row, float(sims[row])
+
+
+def _normalise(keys: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(keys, axis=1, keepdims=True)
+    return keys / np.where(norms == 0.0, 1.0, norms)
+
+
+# ---- shape adaptation -------------------------------------------------------------
+
+
+def adapt_tensor(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``source`` fitted to ``target``'s shape (a new tensor of ``target``'s dtype).
+
+    Every dim is sliced to the common size; where the target is larger its own
+    values stay. For 4-D tensors (conv weights ``out, in, kh, kw``) the kernel is
+    centre-aligned: cropped from a larger source, or placed in the centre of a
+    larger target with zeros around it. Tensors of different rank must not be
+    passed (:func:`adapt_state_dict` keeps the target's values then).
+    """
+    if source.dim() != target.dim():
+        raise ValueError(
+            f"cannot adapt a {source.dim()}-D tensor to a {target.dim()}-D one "
+            f"({tuple(source.shape)} -> {tuple(target.shape)})"
+        )
+    source = source.detach().to(device=target.device, dtype=target.dtype)
+    if source.shape == target.shape:
+        return source.clone()
+    out = target.detach().clone()
+    src_idx: list[slice] = []
+    tgt_idx: list[slice] = []
+    for d, (s, t) in enumerate(zip(source.shape, target.shape)):
+        n = min(s, t)
+        if source.dim() == 4 and d >= 2:  # kernel dims: centre-aligned
+            src_idx.append(slice((s - n) // 2, (s - n) // 2 + n))
+            tgt_idx.append(slice((t - n) // 2, (t - n) // 2 + n))
+        else:
+            src_idx.append(slice(0, n))
+            tgt_idx.append(slice(0, n))
+    if source.dim() == 4 and (
+        target.shape[2] > source.shape[2] or target.shape[3] > source.shape[3]
+    ):
+        out[tuple(tgt_idx[:2])] = 0.0  # zero frame around the copied kernel
+    out[tuple(tgt_idx)] = source[tuple(src_idx)]
+    return out
+
+
+def _n_layers(keys: Iterable[str]) -> int:
+    layers = [int(m.group(1)) for k in keys if (m := _LAYER_KEY.match(k))]
+    return max(layers) + 1 if layers else 0
+
+
+def adapt_state_dict(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], tuple[int, int, int]]:
+    """A full state dict for ``target``'s module with values taken from ``source``.
+
+    Keys ``layers.{j}.rest`` of the target read ``layers.{min(j, n_src - 1)}.rest``
+    of the source (layer-count mapping); other keys read the same key. A key the
+    source lacks, or a tensor of another rank, keeps the target's value.
+    Returns the state dict and counts ``(copied, adapted, kept)``.
+    """
+    n_src = _n_layers(source)
+    out: dict[str, torch.Tensor] = {}
+    copied = adapted = kept = 0
+    for name, tensor in target.items():
+        src_name = name
+        m = _LAYER_KEY.match(name)
+        if m is not None:
+            src_name = f"layers.{min(int(m.group(1)), n_src - 1)}.{m.group(2)}" if n_src else ""
+        src = source.get(src_name)
+        if src is None or src.dim() != tensor.dim():
+            out[name] = tensor
+            kept += 1
+        elif src.shape == tensor.shape:
+            out[name] = src.detach().to(device=tensor.device, dtype=tensor.dtype).clone()
+            copied += 1
+        else:
+            out[name] = adapt_tensor(src, tensor)
+            adapted += 1
+    return out, (copied, adapted, kept)
+
+
+# ---- the pool ----------------------------------------------------------------------
+
+
+class KnowledgePool:
+    """A persistent, process-safe key-value table of trained blocks (AKP).
+
+    Args:
+        path: folder of the pool (created if missing). Open the same folder in
+            another search, task or process to share the pool.
+        capacity: most blocks kept per (space, position); the oldest go first.
+            Default 1000.
+        iterations: training iterations of the checkpoints this pool accepts.
+            None (default) takes the pool's value, or fixes it at the first store.
+            A value that differs from the one an existing pool holds raises
+            ``ValueError``.
+
+    Example::
+
+        pool = KnowledgePool("runs/akp", iterations=500)
+        stats = pool.initialise(model, arch)     # before training
+        ...train for 500 iterations...
+        pool.store(model, arch, iterations=500)  # after training
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, capacity: int = 1000, iterations: int | None = None
+    ) -> None:
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+            raise ValueError(
+                f"capacity must be a positive int (blocks per position), got {capacity!r}"
+            )
+        if iterations is not None:
+            iterations = _check_iterations(iterations)
+        self.path = Path(path)
+        self.capacity = capacity
+        self.counters = PoolCounters()
+        self._iterations = iterations
+        self._index_iterations: int | None = None
+        self._signature: tuple[int, int, int] | None = None
+        self._entries: list[PoolEntry] = []
+        self._tables: dict[tuple[str, str], _Table] = {}
+        self._next_seq = 0
+        (self.path / TENSOR_DIR).mkdir(parents=True, exist_ok=True)
+        with self._lock(fcntl.LOCK_SH):
+            self._refresh()
+        if (
+            iterations is not None
+            and self._index_iterations is not None
+            and iterations != self._index_iterations
+        ):
+            raise ValueError(
+                f"the pool at {self.path} holds checkpoints trained for "
+                f"{self._index_iterations} iterations; open it with iterations="
+                f"{self._index_iterations} or None, or use another path"
+            )
+
+    # ---- reading -------------------------------------------------------------------
+    @property
+    def iterations(self) -> int | None:
+        """Training iterations of the stored checkpoints (None until fixed)."""
+        self.refresh()
+        return self._index_iterations if self._index_iterations is not None else self._iterations
+
+    def refresh(self) -> None:
+        """Re-read the index if another process (or object) changed it."""
+        with self._lock(fcntl.LOCK_SH):
+            self._refresh()
+
+    def entries(
+        self, space: str | None = None, position: str | int | None = None
+    ) -> list[PoolEntry]:
+        """Stored entries (oldest first), optionally of one space and position."""
+        self.refresh()
+        pos = None if position is None else str(position)
+        return [
+            e
+            for e in self._entries
+            if (space is None or e.space == space) and (pos is None or e.position == pos)
+        ]
+
+    def __len__(self) -> int:
+        self.refresh()
+        return len(self._entries)
+
+    def summary(self) -> dict[str, Any]:
+        """Entries per ``space/position``, total bytes, iterations and counters."""
+        self.refresh()
+        per: dict[str, int] = {}
+        for e in self._entries:
+            per[f"{e.space}/{e.position}"] = per.get(f"{e.space}/{e.position}", 0) + 1
+        return {
+            "path": str(self.path),
+            "entries": len(self._entries),
+            "bytes": sum(e.nbytes for e in self._entries),
+            "iterations": self.iterations,
+            "per_position": per,
+            "counters": asdict(self.counters),
+        }
+
+    def load_tensors(self, entry: PoolEntry) -> dict[str, torch.Tensor]:
+        """The stored tensors of ``entry`` (safetensors; no code runs on load)."""
+        return safetensors_load((self.path / entry.file).read_bytes())
+
+    def lookup(self, arch: Architecture) -> list[Match]:
+        """Most similar stored block for the stem, each block and the head of ``arch``."""
+        space = _pool_space(arch)
+        with self._lock(fcntl.LOCK_SH):
+            self._refresh()
+            return self._match(space, arch)
+
+    # ---- initialise ----------------------------------------------------------------
+    def initialise(self, model: nn.Module, arch: Architecture) -> InitStats:
+        """Initialise ``model`` (built for ``arch``) in place from the most similar stored blocks.
+
+        Every block (and the stem and head) takes the stored block of the same
+        space and position with the highest cosine similarity, shape-adapted.
+        Returns :class:`InitStats`; an empty pool leaves the model unchanged.
+        """
+        space = _pool_space(arch)
+        parts = _model_parts(model, space)
+        copied = adapted = kept = 0
+        with self._lock(fcntl.LOCK_SH):
+            self._refresh()
+            t0 = time.perf_counter()
+            matches = self._match(space, arch)
+            t1 = time.perf_counter()
+            for match in matches:
+                if match.entry is None:
+                    continue
+                module = parts[match.position]
+                try:
+                    source = self.load_tensors(match.entry)
+                except FileNotFoundError:  # removed by hand; keep the block's init
+                    continue
+                state, (c, a, k) = adapt_state_dict(source, module.state_dict())
+                module.load_state_dict(state)
+                copied, adapted, kept = copied + c, adapted + a, kept + k
+            t2 = time.perf_counter()
+        blocks = [m for m in matches if m.position not in ("stem", "head")]
+        hits = sum(m.entry is not None for m in blocks)
+        exact = sum(m.exact for m in blocks)
+        n = len(blocks)
+        self.counters.initialised += 1
+        self.counters.queried += n
+        self.counters.hits += hits
+        self.counters.exact += exact
+        by_pos = {m.position: m for m in matches}
+        return InitStats(
+            hit_ratio=hits / n if n else 0.0,
+            exact_ratio=exact / n if n else 0.0,
+            lookup_ms=(t1 - t0) * 1e3,
+            load_ms=(t2 - t1) * 1e3,
+            blocks=n,
+            hits=hits,
+            exact=exact,
+            mean_similarity=float(np.mean([m.similarity for m in blocks])) if n else 0.0,
+            stem=by_pos["stem"].entry is not None,
+            head=by_pos["head"].entry is not None,
+            tensors_copied=copied,
+            tensors_adapted=adapted,
+            tensors_kept=kept,
+            sources=tuple(f"{m.entry.arch}#{m.position}" if m.entry else "" for m in blocks),
+        )
+
+    # ---- store ---------------------------------------------------------------------
+    def store(
+        self, model: nn.Module, arch: Architecture, iterations: int, task: str | None = None
+    ) -> bool:
+        """Save the trained ``model`` of ``arch`` into the pool, block by block.
+
+        Args:
+            model: the trained model (stem/blocks/head contract).
+            arch: its architecture.
+            iterations: training iterations of this checkpoint; must equal the
+                pool's (fairness), else the store is refused.
+            task: optional provenance label (dataset name), kept in the index.
+
+        Returns True if stored, False if refused for a different ``iterations``.
+        Blocks with the key of a stored block replace it.
+        """
+        return self.store_many([(model, arch)], iterations, task=task) == 1
+
+    def store_many(
+        self,
+        items: Iterable[tuple[nn.Module, Architecture]],
+        iterations: int,
+        task: str | None = None,
+    ) -> int:
+        """Store several trained ``(model, arch)`` pairs with one index write.
+
+        Same rules as :meth:`store`; returns the number of architectures stored
+        (0 when refused).
+        """
+        iterations = _check_iterations(iterations)
+        payloads: list[tuple[Architecture, list[tuple[str, np.ndarray, str, bytes]]]] = []
+        for model, arch in items:
+            space = _pool_space(arch)
+            parts = _model_parts(model, space)
+            embeddings = space.block_embeddings(arch)
+            keys = {"stem": embeddings[0], "head": embeddings[-1]}
+            keys.update({str(e.index): e for e in embeddings})
+            blocks = []
+            for position, module in parts.items():
+                tensors = {
+                    k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()
+                }
+                meta = {"space": space.name, "position": position, "arch": space.to_string(arch)}
+                emb = keys[position]
+                label = emb.label if position not in ("stem", "head") else f"{position}:{emb.label}"
+                blocks.append((position, emb.embedding, label, safetensors_save(tensors, meta)))
+            payloads.append((arch, blocks))
+        if not payloads:
+            return 0
+        with self._lock(fcntl.LOCK_EX):
+            self._refresh()
+            fixed = (
+                self._index_iterations if self._index_iterations is not None else self._iterations
+            )
+            if fixed is not None and iterations != fixed:
+                self.counters.refused += len(payloads)
+                return 0
+            self._commit(payloads, iterations, task)
+        self._iterations = iterations
+        self.counters.stores += len(payloads)
+        self.counters.stored_blocks += sum(len(b) for _, b in payloads)
+        return len(payloads)
+
+    # ---- internals -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _lock(self, mode: int) -> Iterator[None]:
+        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _refresh(self) -> None:
+        index = self.path / INDEX_NAME
+        try:
+            st = os.stat(index)
+        except FileNotFoundError:
+            if self._signature is not None or self._entries:
+                self._load({"entries": [], "iterations": None, "next_seq": 0})
+            self._signature = None
+            return
+        signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if signature == self._signature:
+            return
+        try:
+            data = json.loads(index.read_text())
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"cannot read the knowledge pool index {index}: {exc}") from exc
+        if data.get("format") != FORMAT:
+            raise RuntimeError(f"{index} is not a knowledge pool index (format {FORMAT!r})")
+        self._load(data)
+        self._signature = signature
+
+    def _load(self, data: dict[str, Any]) -> None:
+        self._index_iterations = data.get("iterations")
+        self._next_seq = int(data.get("next_seq", 0))
+        self._entries = [
+            PoolEntry(**{**e, "key": tuple(e["key"])}) for e in data.get("entries", [])
+        ]
+        self._entries.sort(key=lambda e: e.seq)
+        self._rebuild_tables()
+
+    def _rebuild_tables(self) -> None:
+        grouped: dict[tuple[str, str], list[PoolEntry]] = {}
+        for e in self._entries:
+            grouped.setdefault((e.space, e.position), []).append(e)
+        self._tables = {
+            k: _Table(_normalise(np.asarray([e.key for e in v], dtype=np.float32)), v)
+            for k, v in grouped.items()
+        }
+
+    def _match(self, space: SearchSpace, arch: Architecture) -> list[Match]:
+        embeddings = space.block_embeddings(arch)
+        queries = [("stem", embeddings[0])]
+        queries += [(str(e.index), e) for e in embeddings]
+        queries.append(("head", embeddings[-1]))
+        out = []
+        for position, emb in queries:
+            table = self._tables.get((space.name, position))
+            row, sim = best_match(table.keys, emb.embedding) if table else (-1, 0.0)
+            entry = table.entries[row] if table is not None and row >= 0 else None
+            out.append(Match(position, emb.label, entry, sim if entry else 0.0))
+        return out
+
+    def _commit(
+        self,
+        payloads: list[tuple[Architecture, list[tuple[str, np.ndarray, str, bytes]]]],
+        iterations: int,
+        task: str | None,
+    ) -> None:
+        """Write tensor files, then the index atomically; delete replaced files last."""
+        tensor_dir = self.path / TENSOR_DIR
+        entries = {(e.space, e.position, e.key): e for e in self._entries}
+        seq = self._next_seq
+        now = time.time()
+        for arch, blocks in payloads:
+            arch_str = get_space(arch.space).to_string(arch)
+            for position, embedding, label, data in blocks:
+                entry_id = uuid.uuid4().hex
+                file = f"{TENSOR_DIR}/{entry_id}.safetensors"
+                _write_durable(self.path / file, data)
+                key = tuple(float(x) for x in embedding)
+                entries[(arch.space, position, key)] = PoolEntry(
+                    entry_id, arch.space, position, key, label, file, arch_str,
+                    iterations, seq, now, len(data), task,
+                )  # fmt: skip
+                seq += 1
+        kept = sorted(entries.values(), key=lambda e: e.seq)
+        count: dict[tuple[str, str], int] = {}
+        for e in kept:
+            count[(e.space, e.position)] = count.get((e.space, e.position), 0) + 1
+        survivors = []
+        for e in kept:  # oldest first: evict while a position is over capacity
+            if count[(e.space, e.position)] > self.capacity:
+                count[(e.space, e.position)] -= 1
+                continue
+            survivors.append(e)
+        data = {
+            "format": FORMAT,
+            "version": VERSION,
+            "iterations": iterations,
+            "next_seq": seq,
+            "entries": [asdict(e) for e in survivors],
+        }
+        index = self.path / INDEX_NAME
+        tmp = self.path / f".{INDEX_NAME}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+        _write_durable(tmp, json.dumps(data, separators=(",", ":")).encode())
+        os.replace(tmp, index)
+        _fsync_dir(self.path)
+        self._load(data)
+        st = os.stat(index)
+        self._signature = (st.st_ino, st.st_mtime_ns, st.st_size)
+        # Files no entry references: replaced, evicted, or orphans of a killed store.
+        live = {Path(e.file).name for e in survivors}
+        for f in tensor_dir.iterdir():
+            if f.name not in live:
+                f.unlink(missing_ok=True)
+        for f in self.path.glob(f".{INDEX_NAME}.*.tmp"):
+            f.unlink(missing_ok=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"KnowledgePool(path={str(self.path)!r}, entries={len(self._entries)}, "
+            f"capacity={self.capacity}, iterations={self._index_iterations or self._iterations})"
+        )
+
+
+# ---- helpers --------------------------------------------------------------------------
+
+
+def _check_iterations(iterations: Any) -> int:
+    if isinstance(iterations, bool) or not isinstance(iterations, int | np.integer):
+        raise TypeError(f"iterations must be a positive int, got {iterations!r}")
+    if iterations < 1:
+        raise ValueError(f"iterations must be a positive int, got {iterations}")
+    return int(iterations)
+
+
+def _pool_space(arch: Architecture) -> SearchSpace:
+    if not isinstance(arch, Architecture):
+        raise TypeError(f"expected an Architecture, got {type(arch).__name__}")
+    if arch.space not in POOL_SPACES:
+        raise ValueError(
+            f"the knowledge pool stores blocks of spaces {list(POOL_SPACES)} (models with "
+            f"stem/blocks/head); got an architecture of space {arch.space!r}"
+        )
+    space = get_space(arch.space)
+    space.validate(arch)
+    return space
+
+
+def _model_parts(model: nn.Module, space: SearchSpace) -> dict[str, nn.Module]:
+    """``{"stem": ..., "0": block 0, ..., "head": ...}`` of a contract model."""
+    missing = [
+        a for a in ("stem", "blocks", "head") if not isinstance(getattr(model, a, None), nn.Module)
+    ]
+    if missing:
+        raise ValueError(
+            f"model {type(model).__name__} lacks {missing}: the knowledge pool needs a model "
+            "with stem, blocks (nn.ModuleList, one module per search-space block) and head"
+        )
+    blocks = model.blocks
+    if not isinstance(blocks, nn.ModuleList) or len(blocks) != len(space.blocks):
+        raise ValueError(
+            f"model.blocks must be an nn.ModuleList of {len(space.blocks)} modules (one per "
+            f"block of space {space.name!r}), got {type(blocks).__name__} of "
+            f"{len(blocks) if hasattr(blocks, '__len__') else '?'}"
+        )
+    parts: dict[str, nn.Module] = {"stem": model.stem}
+    parts.update({str(i): b for i, b in enumerate(blocks)})
+    parts["head"] = model.head
+    return parts
+
+
+def _write_durable(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
