@@ -1,0 +1,736 @@
+"""FNAS's controller: sb3-contrib RecurrentPPO with the UAC batch rule and AEB replay.
+
+:class:`FNASRecurrentPPO` changes two things in RecurrentPPO (see ``docs/fnas_ppo.md``):
+
+- **UAC batch rule** (``collect_rollouts``). Every env's running episode is staged
+  and, when it ends, accepted into the batch or discarded. An episode whose reward
+  came from the critic (``info["evaluated"] is False``, a *trusted* sample) is
+  accepted only while trusted episodes fill at most ``max_trusted_fraction`` of the
+  batch; extra trusted episodes are thrown away and sampling goes on until untrusted
+  (really evaluated) episodes fill the batch, as in the paper. Resampling is bounded:
+  once the discarded steps reach ``max_resample_factor`` x the batch, trust is turned
+  off on the UAC wrapper (``set_trust_enabled(False)``) so the remaining slots are
+  really evaluated; it is turned back on at the next rollout.
+- **AEB replay** (end of ``collect_rollouts`` and ``train``). Every really evaluated
+  episode goes into the experience buffer. At the end of a rollout up to
+  ``max_replay_fraction`` of the batch is filled with episodes sampled from it; their
+  log-probabilities and values are recomputed with the current policy (so the PPO
+  ratio starts at 1) and every replayed step gets the weight
+  ``min(rho_max, pi/mu) x S_i`` (truncated off-policy ratio times the prioritised
+  replay importance weight). ``train()`` minimises ``sum(w x loss) / sum(w)``.
+
+:func:`make_fnas_controller` builds it with the settings of
+:func:`agents.controller.make_controller` (one LSTM layer of 100 units).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from copy import deepcopy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
+
+from agents.fnas_buffer import Episode, WeightedRecurrentRolloutBuffer
+from fnas_env.evaluators.base import Evaluation
+
+__all__ = ["FNASRecurrentPPO", "FNASCounters", "make_fnas_controller", "OFF_POLICY_CORRECTIONS"]
+
+#: ``"episode"``: one ratio per replayed episode, min(rho_max, prod_t pi_t/mu_t) (the
+#: architecture's probability ratio); ``"step"``: min(rho_max, pi_t/mu_t) per step.
+OFF_POLICY_CORRECTIONS = ("episode", "step")
+
+
+@dataclass
+class FNASCounters:
+    """Episode counters of the FNAS rules over the whole training (saved with the model).
+
+    ``accepted_trusted``/``discarded_trusted``: trusted (critic-scored) episodes kept in
+    / thrown out of a batch by the UAC rule; ``evaluated``: really evaluated episodes
+    kept; ``replayed``: AEB episodes added to batches; ``experiences_added``: episodes
+    the experience buffer accepted; ``trust_disabled``: rollouts in which the
+    resampling bound turned trust off.
+    """
+
+    accepted_trusted: int = 0
+    discarded_trusted: int = 0
+    evaluated: int = 0
+    replayed: int = 0
+    experiences_added: int = 0
+    trust_disabled: int = 0
+
+
+@dataclass
+class _RolloutStats:
+    target_steps: int
+    new_episodes: int = 0
+    accepted_steps: int = 0
+    trusted: int = 0
+    trusted_steps: int = 0
+    discarded: int = 0
+    discarded_steps: int = 0
+    trust_off: bool = False
+    force_accept: bool = False
+    replayed: int = 0
+    importance: list[float] = field(default_factory=list)
+    rho: list[float] = field(default_factory=list)
+
+
+class _Stage:
+    """The running episode of one env, step by step."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.obs: list[np.ndarray] = []
+        self.actions: list[np.ndarray] = []
+        self.rewards: list[float] = []
+        self.values: list[float] = []
+        self.log_probs: list[float] = []
+        self.states: list[tuple[np.ndarray, ...]] = []
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    def pop(self) -> Episode:
+        n = len(self)
+        episode = Episode(
+            observations=np.stack(self.obs),
+            actions=np.stack(self.actions).reshape(n, -1),
+            rewards=np.asarray(self.rewards, dtype=np.float32),
+            values=np.asarray(self.values, dtype=np.float32),
+            log_probs=np.asarray(self.log_probs, dtype=np.float32),
+            weights=np.ones(n, dtype=np.float32),
+            lstm_states=tuple(np.stack(s) for s in zip(*self.states)),  # type: ignore[arg-type]
+        )
+        self.clear()
+        return episode
+
+
+class FNASRecurrentPPO(RecurrentPPO):
+    """RecurrentPPO with FNAS's UAC batch rule and AEB replay (see the module docstring).
+
+    Needs a ``Box`` observation space (the NAS envs' one) and episodes no longer than
+    ``n_steps``; a rollout collects at least ``n_steps x n_envs`` accepted steps (whole
+    episodes: choose ``n_steps`` a multiple of the episode length ``T``) plus replays.
+    With ``experience_buffer=None`` and an env without critic (every episode evaluated)
+    it trains like RecurrentPPO on whole episodes.
+
+    Args:
+        policy: the policy (``"MlpLstmPolicy"`` or a RecurrentActorCriticPolicy class).
+        env: the env (Gymnasium env, VecEnv or registered id).
+        max_trusted_fraction: at most this fraction of a batch's new episodes may be
+            trusted (critic-scored); the UAC batch rule (default 0.5, the paper's; 1.0
+            switches the rule off).
+        experience_buffer: the AEB, an object with ``add(Experience) -> bool``,
+            ``sample(k, progress, rng) -> list[(Experience, weight)]`` and ``len``
+            (:class:`wrappers.aeb.ExperienceBuffer`); ``None`` (default) disables replay.
+            Not saved with the model: save it on its own and pass it to ``load``.
+        max_replay_fraction: at most this fraction of a batch's episodes are replayed;
+            ``k <= f / (1 - f) x new episodes`` and ``k <= len(buffer)`` (default 0.5,
+            the paper's; in [0, 1)).
+        rho_max: truncation of the off-policy ratio ``pi / mu`` (default 1.0).
+        max_resample_factor: bound on resampling: once the steps of discarded trusted
+            episodes in one rollout reach this multiple of ``n_steps x n_envs``, trust is
+            turned off for the rest of the rollout (default 2.0; 0 turns it off at the
+            first discarded episode).
+        off_policy_correction: ``"episode"`` (default: one truncated ratio of the
+            architecture's probabilities, ``min(rho_max, prod_t pi_t / mu_t)``, for all
+            steps of a replayed episode) or ``"step"`` (``min(rho_max, pi_t / mu_t)``).
+        **kwargs: any other :class:`~sb3_contrib.RecurrentPPO` argument (``n_steps``,
+            ``batch_size``, ``learning_rate``, ``seed``, ``device``, ...), with its defaults.
+    """
+
+    def __init__(
+        self,
+        policy: Any,
+        env: Any,
+        *,
+        max_trusted_fraction: float = 0.5,
+        experience_buffer: Any | None = None,
+        max_replay_fraction: float = 0.5,
+        rho_max: float = 1.0,
+        max_resample_factor: float = 2.0,
+        off_policy_correction: str = "episode",
+        **kwargs: Any,
+    ):
+        if not 0.0 <= max_trusted_fraction <= 1.0:
+            raise ValueError(f"max_trusted_fraction must be in [0, 1], got {max_trusted_fraction}")
+        if not 0.0 <= max_replay_fraction < 1.0:
+            raise ValueError(f"max_replay_fraction must be in [0, 1), got {max_replay_fraction}")
+        if not rho_max > 0:
+            raise ValueError(f"rho_max must be positive, got {rho_max}")
+        if not max_resample_factor >= 0:
+            raise ValueError(f"max_resample_factor must be >= 0, got {max_resample_factor}")
+        if off_policy_correction not in OFF_POLICY_CORRECTIONS:
+            raise ValueError(
+                f"off_policy_correction must be one of {OFF_POLICY_CORRECTIONS}, "
+                f"got {off_policy_correction!r}"
+            )
+        for method in ("add", "sample", "__len__"):
+            if experience_buffer is not None and not hasattr(experience_buffer, method):
+                raise TypeError(
+                    f"experience_buffer must provide add(), sample() and len() "
+                    f"(wrappers.aeb.ExperienceBuffer); {type(experience_buffer).__name__} "
+                    f"has no {method}"
+                )
+        init_model = kwargs.pop("_init_setup_model", True)
+        super().__init__(policy, env, _init_setup_model=False, **kwargs)
+        self.max_trusted_fraction = float(max_trusted_fraction)
+        self.experience_buffer = experience_buffer
+        self.max_replay_fraction = float(max_replay_fraction)
+        self.rho_max = float(rho_max)
+        self.max_resample_factor = float(max_resample_factor)
+        self.off_policy_correction = off_policy_correction
+        self.fnas_counters = FNASCounters()
+        self._trust_disabled = False
+        self._staged: list[_Stage] | None = None
+        self._search_space: Any = None
+        if init_model:
+            self._setup_model()
+
+    # ---- setup / save -------------------------------------------------------------------
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if isinstance(self.observation_space, spaces.Dict):
+            raise ValueError(
+                "FNASRecurrentPPO needs a Box observation space (the NAS envs' one), "
+                "got a Dict space"
+            )
+        lstm = self.policy.lstm_actor
+        capacity = 2 * self.n_steps * self.n_envs
+        self.rollout_buffer = WeightedRecurrentRolloutBuffer(
+            capacity,
+            self.observation_space,
+            self.action_space,
+            (capacity, lstm.num_layers, 1, lstm.hidden_size),
+            self.device,
+            gae_lambda=self.gae_lambda,
+            gamma=self.gamma,
+        )
+        self._replay_rng = np.random.default_rng(self.seed)
+        self._staged = None
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "experience_buffer", "_staged", "_search_space"]
+
+    # ---- rollouts ------------------------------------------------------------------------
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        rollout_buffer: RolloutBuffer,
+        n_rollout_steps: int,
+    ) -> bool:
+        """Fill the buffer with whole accepted episodes (UAC rule), then with AEB replays.
+
+        Returns False if a callback stopped training, as in SB3.
+        """
+        if not isinstance(rollout_buffer, WeightedRecurrentRolloutBuffer):
+            raise TypeError(
+                f"FNASRecurrentPPO needs a WeightedRecurrentRolloutBuffer, got "
+                f"{type(rollout_buffer).__name__}"
+            )
+        assert self._last_obs is not None, "No previous observation was provided"
+        self.policy.set_training_mode(False)
+        rollout_buffer.reset()
+        if self.use_sde:
+            self.policy.reset_noise(env.num_envs)
+        if self._staged is None or len(self._staged) != env.num_envs:
+            self._staged = [_Stage() for _ in range(env.num_envs)]
+        if self._trust_disabled and self._set_trust(env, True):
+            self._trust_disabled = False
+
+        callback.on_rollout_start()
+        stats = _RolloutStats(target_steps=n_rollout_steps * env.num_envs)
+        lstm_states = deepcopy(self._last_lstm_states)
+        n_steps = 0
+        dones = np.zeros(env.num_envs, dtype=bool)
+
+        while stats.accepted_steps < stats.target_steps:
+            if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
+                self.policy.reset_noise(env.num_envs)
+
+            with th.no_grad():
+                obs_tensor = obs_as_tensor(self._last_obs, self.device)
+                episode_starts = th.tensor(
+                    self._last_episode_starts, dtype=th.float32, device=self.device
+                )
+                actions, values, log_probs, lstm_states = self.policy(
+                    obs_tensor, lstm_states, episode_starts
+                )
+            actions = actions.cpu().numpy()
+            clipped_actions = actions
+            if isinstance(self.action_space, spaces.Box):
+                clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
+
+            new_obs, rewards, dones, infos = env.step(clipped_actions)
+            self.num_timesteps += env.num_envs
+
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+            self._update_info_buffer(infos, dones)
+            n_steps += 1
+
+            if isinstance(self.action_space, spaces.Discrete):
+                actions = actions.reshape(-1, 1)
+            rewards = np.asarray(rewards, dtype=np.float32).copy()
+            for idx, done_ in enumerate(dones):
+                if (
+                    done_
+                    and infos[idx].get("terminal_observation") is not None
+                    and infos[idx].get("TimeLimit.truncated", False)
+                ):
+                    terminal_obs = self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
+                    with th.no_grad():
+                        terminal_lstm_state = (
+                            lstm_states.vf[0][:, idx : idx + 1, :].contiguous(),
+                            lstm_states.vf[1][:, idx : idx + 1, :].contiguous(),
+                        )
+                        starts = th.tensor([False], dtype=th.float32, device=self.device)
+                        terminal_value = self.policy.predict_values(
+                            terminal_obs, terminal_lstm_state, starts
+                        )[0]
+                    rewards[idx] += self.gamma * float(terminal_value)
+
+            self._stage_step(actions, rewards, values, log_probs)
+            for idx in np.flatnonzero(dones):
+                self._end_episode(env, int(idx), infos[idx], rollout_buffer, stats)
+
+            self._last_obs = new_obs
+            self._last_episode_starts = dones
+            self._last_lstm_states = lstm_states
+
+        self._replay(env, rollout_buffer, stats)
+        rollout_buffer.compute_returns_and_advantage()
+        self._log_rollout(env, stats)
+        callback.on_rollout_end()
+        return True
+
+    def _stage_step(
+        self, actions: np.ndarray, rewards: np.ndarray, values: th.Tensor, log_probs: th.Tensor
+    ) -> None:
+        """Append this step of every env to its staged episode (LSTM states before the step)."""
+        states = [s.cpu().numpy() for s in (*self._last_lstm_states.pi, *self._last_lstm_states.vf)]
+        obs = np.asarray(self._last_obs)
+        values_np = values.flatten().cpu().numpy()
+        log_probs_np = log_probs.flatten().cpu().numpy()
+        for i, stage in enumerate(self._staged or ()):
+            if len(stage) >= self.n_steps:
+                raise ValueError(
+                    f"an episode ran longer than n_steps={self.n_steps}: FNASRecurrentPPO "
+                    "keeps whole episodes, set n_steps to a multiple of the episode length"
+                )
+            stage.obs.append(obs[i].copy())
+            stage.actions.append(np.asarray(actions[i]).copy())
+            stage.rewards.append(float(rewards[i]))
+            stage.values.append(float(values_np[i]))
+            stage.log_probs.append(float(log_probs_np[i]))
+            stage.states.append(tuple(s[:, i, :] for s in states))
+
+    def _end_episode(
+        self,
+        env: VecEnv,
+        idx: int,
+        info: dict[str, Any],
+        buffer: WeightedRecurrentRolloutBuffer,
+        stats: _RolloutStats,
+    ) -> None:
+        """Accept env ``idx``'s finished episode into the batch or discard it (UAC rule)."""
+        assert self._staged is not None
+        episode = self._staged[idx].pop()
+        length = len(episode.rewards)
+        trusted = info.get("evaluated", True) is False
+        if trusted:
+            quota = self.max_trusted_fraction * stats.target_steps
+            if stats.trusted_steps + length > quota + 1e-9 and not stats.force_accept:
+                stats.discarded += 1
+                stats.discarded_steps += length
+                self.fnas_counters.discarded_trusted += 1
+                if (
+                    stats.discarded_steps >= self.max_resample_factor * stats.target_steps
+                    and not stats.trust_off
+                ):
+                    self._stop_trusting(env, stats)
+                return
+            stats.trusted += 1
+            stats.trusted_steps += length
+            self.fnas_counters.accepted_trusted += 1
+        else:
+            self.fnas_counters.evaluated += 1
+            self._remember(env, info, episode)
+        buffer.add_episode(episode)
+        stats.new_episodes += 1
+        stats.accepted_steps += length
+
+    def _stop_trusting(self, env: VecEnv, stats: _RolloutStats) -> None:
+        stats.trust_off = True
+        if self._set_trust(env, False):
+            self._trust_disabled = True
+            self.fnas_counters.trust_disabled += 1
+            return
+        stats.force_accept = True
+        warnings.warn(
+            "trusted episodes keep coming but the env has no set_trust_enabled() (the UAC "
+            "wrapper's): accepting them above max_trusted_fraction for this rollout",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+    @staticmethod
+    def _set_trust(env: VecEnv, flag: bool) -> bool:
+        """Turn the UAC wrapper's trust on/off in every env; False if there is none."""
+        if not env.has_attr("set_trust_enabled"):
+            return False
+        env.env_method("set_trust_enabled", bool(flag))
+        return True
+
+    # ---- AEB ---------------------------------------------------------------------------
+    def _space(self, env: VecEnv) -> Any:
+        if self._search_space is None:
+            self._search_space = (
+                env.get_attr("search_space", indices=[0])[0]
+                if env.has_attr("search_space")
+                else False
+            )
+        return self._search_space or None
+
+    def _remember(self, env: VecEnv, info: dict[str, Any], episode: Episode) -> None:
+        """Add a really evaluated episode to the experience buffer."""
+        if self.experience_buffer is None or info.get("failed", False):
+            return
+        arch = info.get("arch")
+        space = self._space(env)
+        if arch is None or space is None:
+            return
+        from wrappers.aeb import Experience
+
+        experience = Experience(
+            arch=space.from_string(arch) if isinstance(arch, str) else arch,
+            tokens=tuple(int(a) for a in np.asarray(episode.actions).reshape(-1)),
+            observations=np.asarray(episode.observations, dtype=np.float32),
+            reward=float(np.sum(episode.rewards)),
+            log_probs=np.asarray(episode.log_probs, dtype=np.float32),
+        )
+        if self.experience_buffer.add(experience):
+            self.fnas_counters.experiences_added += 1
+
+    def evaluate_episodes(
+        self, observations: list[np.ndarray], actions: list[np.ndarray]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Current values and log-probs of whole episodes (LSTM started from zeros).
+
+        Args:
+            observations: per episode, an array (T, *obs_shape).
+            actions: per episode, the actions taken, (T,) or (T, action_dim).
+
+        Returns:
+            ``(values, log_probs)``: per episode, arrays (T,). Equal to the rollout's values
+            and log-probs while the policy is unchanged.
+        """
+        if len(observations) != len(actions):
+            raise ValueError(
+                f"got {len(observations)} observation sequences and {len(actions)} action ones"
+            )
+        values_out: list[np.ndarray] = [np.empty(0)] * len(observations)
+        log_probs_out: list[np.ndarray] = [np.empty(0)] * len(observations)
+        by_length: dict[int, list[int]] = {}
+        for i, obs in enumerate(observations):
+            by_length.setdefault(len(obs), []).append(i)
+        lstm = self.policy.lstm_actor
+        for length, idxs in by_length.items():
+            k = len(idxs)
+            obs = np.stack([np.asarray(observations[i]) for i in idxs]).reshape(
+                (k * length, *self.observation_space.shape)
+            )
+            act = np.stack([np.asarray(actions[i]).reshape(length, -1) for i in idxs])
+            act_t = th.as_tensor(act.reshape(k * length, -1), device=self.device)
+            if isinstance(self.action_space, spaces.Discrete):
+                act_t = act_t.long().flatten()
+            starts = np.zeros((k, length), dtype=np.float32)
+            starts[:, 0] = 1.0
+            zeros = th.zeros((lstm.num_layers, k, lstm.hidden_size), device=self.device)
+            states = RNNStates((zeros, zeros), (zeros, zeros))
+            with th.no_grad():
+                values, log_prob, _ = self.policy.evaluate_actions(
+                    obs_as_tensor(obs, self.device),
+                    act_t,
+                    states,
+                    th.as_tensor(starts.reshape(-1), device=self.device),
+                )
+            values_np = values.flatten().cpu().numpy().reshape(k, length)
+            log_prob_np = log_prob.flatten().cpu().numpy().reshape(k, length)
+            for j, i in enumerate(idxs):
+                values_out[i], log_probs_out[i] = values_np[j], log_prob_np[j]
+        return values_out, log_probs_out
+
+    def replay_budget(self, new_episodes: int) -> int:
+        """Most replayed episodes allowed next to ``new_episodes`` new ones (and the AEB size)."""
+        if self.experience_buffer is None or self.max_replay_fraction <= 0:
+            return 0
+        f = self.max_replay_fraction
+        k = math.floor(f / (1.0 - f) * new_episodes + 1e-9)
+        return max(0, min(k, len(self.experience_buffer)))
+
+    def _replay(
+        self, env: VecEnv, buffer: WeightedRecurrentRolloutBuffer, stats: _RolloutStats
+    ) -> None:
+        """Append up to ``replay_budget`` AEB episodes with recomputed log-probs and weights."""
+        k = self.replay_budget(stats.new_episodes)
+        if k == 0:
+            return
+        progress = float(np.clip(1.0 - self._current_progress_remaining, 0.0, 1.0))
+        samples = self.experience_buffer.sample(k, progress, self._replay_rng)
+        if not samples:
+            return
+        observations = [np.asarray(exp.observations, dtype=np.float32) for exp, _ in samples]
+        actions = [
+            np.asarray(exp.tokens).reshape(len(obs), -1)
+            for (exp, _), obs in zip(samples, observations)
+        ]
+        values, log_probs = self.evaluate_episodes(observations, actions)
+        log_rho_max = math.log(self.rho_max)
+        for (exp, importance), obs, act, value, log_prob in zip(
+            samples, observations, actions, values, log_probs
+        ):
+            log_ratio = log_prob.astype(np.float64) - np.asarray(exp.log_probs, dtype=np.float64)
+            if self.off_policy_correction == "episode":
+                rho = np.full(len(obs), math.exp(min(log_rho_max, float(log_ratio.sum()))))
+            else:
+                rho = np.exp(np.minimum(log_rho_max, log_ratio))
+            rewards = np.zeros(len(obs), dtype=np.float32)
+            rewards[-1] = exp.reward
+            buffer.add_episode(
+                Episode(
+                    observations=obs,
+                    actions=act,
+                    rewards=rewards,
+                    values=value,
+                    log_probs=log_prob,
+                    weights=(rho * float(importance)).astype(np.float32),
+                )
+            )
+            stats.importance.append(float(importance))
+            stats.rho.append(float(rho.mean()))
+            self._record_replay(env, exp)
+        stats.replayed = len(samples)
+        self.fnas_counters.replayed += len(samples)
+
+    @staticmethod
+    def _record_replay(env: VecEnv, exp: Any) -> None:
+        """Append a "replayed" entry to env 0's search record (no evaluation, no cost)."""
+        if not hasattr(exp.arch, "choices") or not env.has_attr("score"):
+            return
+        env.env_method(
+            "score",
+            exp.arch,
+            Evaluation(accuracy=float("nan"), cost=0.0, evaluated=False),
+            kind="replayed",
+            reward=float(exp.reward),
+            indices=[0],
+        )
+
+    # ---- logging -------------------------------------------------------------------------
+    def _log_rollout(self, env: VecEnv, stats: _RolloutStats) -> None:
+        new = max(stats.new_episodes, 1)
+        self.logger.record("fnas/trusted_fraction", stats.trusted / new)
+        self.logger.record("fnas/discarded_trusted", stats.discarded)
+        self.logger.record(
+            "fnas/replayed_fraction", stats.replayed / max(stats.new_episodes + stats.replayed, 1)
+        )
+        if stats.replayed:
+            self.logger.record("fnas/mean_importance_weight", float(np.mean(stats.importance)))
+            self.logger.record("fnas/mean_rho", float(np.mean(stats.rho)))
+        self.logger.record("fnas/trust_disabled", int(stats.trust_off))
+        for key, value in asdict(self.fnas_counters).items():
+            self.logger.record(f"fnas/total_{key}", value)
+        if env.has_attr("metrics"):
+            per_env = [m for m in env.env_method("metrics") if isinstance(m, dict)]
+            for key in per_env[0] if per_env else ():
+                values = [m.get(key) for m in per_env]
+                if all(isinstance(v, int | float | np.number) for v in values):
+                    self.logger.record(f"uac/{key}", float(np.mean(values)))
+
+    # ---- training ------------------------------------------------------------------------
+    def weighted_losses(
+        self, rollout_data: Any, clip_range: float, clip_range_vf: float | None = None
+    ) -> dict[str, th.Tensor]:
+        """PPO losses of one minibatch, each a weighted mean ``sum(w x) / sum(w)``.
+
+        Policy, value and entropy terms are all weighted (a step of weight 0 contributes
+        no gradient); advantages are normalised with weighted statistics.
+
+        Returns:
+            ``policy_loss``, ``value_loss``, ``entropy_loss``, ``loss`` (with gradients),
+            ``clip_fraction`` and ``approx_kl`` (detached).
+        """
+        actions = rollout_data.actions
+        if isinstance(self.action_space, spaces.Discrete):
+            actions = rollout_data.actions.long().flatten()
+        w = th.where(rollout_data.mask > 1e-8, rollout_data.weights, 0.0)
+        total = w.sum().clamp_min(1e-12)
+
+        def wmean(x: th.Tensor) -> th.Tensor:
+            return th.where(w > 0, w * x, 0.0).sum() / total
+
+        values, log_prob, entropy = self.policy.evaluate_actions(
+            rollout_data.observations,
+            actions,
+            rollout_data.lstm_states,
+            rollout_data.episode_starts,
+        )
+        values = values.flatten()
+        advantages = rollout_data.advantages
+        if self.normalize_advantage:
+            mean = wmean(advantages)
+            std = th.sqrt(wmean((advantages - mean) ** 2))
+            advantages = (advantages - mean) / (std + 1e-8)
+
+        ratio = th.exp(log_prob - rollout_data.old_log_prob)
+        policy_loss_1 = advantages * ratio
+        policy_loss_2 = advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range)
+        policy_loss = -wmean(th.min(policy_loss_1, policy_loss_2))
+
+        if clip_range_vf is None:
+            values_pred = values
+        else:
+            values_pred = rollout_data.old_values + th.clamp(
+                values - rollout_data.old_values, -clip_range_vf, clip_range_vf
+            )
+        value_loss = wmean((rollout_data.returns - values_pred) ** 2)
+        entropy_loss = -wmean(-log_prob if entropy is None else entropy)
+        loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        with th.no_grad():
+            clip_fraction = wmean((th.abs(ratio - 1) > clip_range).float())
+            log_ratio = log_prob - rollout_data.old_log_prob
+            approx_kl = wmean((th.exp(log_ratio) - 1) - log_ratio)
+        return {
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy_loss": entropy_loss,
+            "loss": loss,
+            "clip_fraction": clip_fraction,
+            "approx_kl": approx_kl,
+        }
+
+    def train(self) -> None:
+        """RecurrentPPO's update with weighted losses over whole-episode minibatches."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        clip_range = self.clip_range(self._current_progress_remaining)
+        clip_range_vf = (
+            self.clip_range_vf(self._current_progress_remaining)
+            if self.clip_range_vf is not None
+            else None
+        )
+        entropy_losses, pg_losses, value_losses, clip_fractions = [], [], [], []
+        approx_kl_divs: list[float] = []
+        continue_training = True
+        losses: dict[str, th.Tensor] = {}
+
+        for epoch in range(self.n_epochs):
+            approx_kl_divs = []
+            for rollout_data in self.rollout_buffer.get(self.batch_size):
+                losses = self.weighted_losses(rollout_data, clip_range, clip_range_vf)
+                pg_losses.append(losses["policy_loss"].item())
+                value_losses.append(losses["value_loss"].item())
+                entropy_losses.append(losses["entropy_loss"].item())
+                clip_fractions.append(losses["clip_fraction"].item())
+                approx_kl_div = losses["approx_kl"].item()
+                approx_kl_divs.append(approx_kl_div)
+                if self.target_kl is not None and approx_kl_div > 1.5 * self.target_kl:
+                    continue_training = False
+                    if self.verbose >= 1:
+                        print(
+                            f"Early stopping at step {epoch} due to reaching max kl: "
+                            f"{approx_kl_div:.2f}"
+                        )
+                    break
+                self.policy.optimizer.zero_grad()
+                losses["loss"].backward()
+                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self.policy.optimizer.step()
+            self._n_updates += 1
+            if not continue_training:
+                break
+
+        explained_var = explained_variance(
+            self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten()
+        )
+        self.logger.record("train/entropy_loss", np.mean(entropy_losses))
+        self.logger.record("train/policy_gradient_loss", np.mean(pg_losses))
+        self.logger.record("train/value_loss", np.mean(value_losses))
+        self.logger.record("train/approx_kl", np.mean(approx_kl_divs))
+        self.logger.record("train/clip_fraction", np.mean(clip_fractions))
+        if losses:
+            self.logger.record("train/loss", losses["loss"].item())
+        self.logger.record("train/explained_variance", explained_var)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/clip_range", clip_range)
+        if clip_range_vf is not None:
+            self.logger.record("train/clip_range_vf", clip_range_vf)
+
+
+def make_fnas_controller(
+    env: gym.Env | VecEnv,
+    uac: bool = True,
+    aeb: bool = True,
+    seed: int | None = None,
+    tensorboard_log: str | None = None,
+    **overrides: Any,
+) -> FNASRecurrentPPO:
+    """The FNAS controller: :func:`agents.controller.make_controller`'s settings plus FNAS rules.
+
+    Args:
+        env: a sequential NASEnv (wrappers allowed, e.g. ``wrappers.uac.UncertaintyGate``)
+            or a VecEnv of them.
+        uac: enforce the UAC batch rule (default True). False: every episode is kept
+            and, if the env has a UAC gate, its trust is turned off so every sample is
+            really evaluated (the "no UAC" ablation).
+        aeb: replay from an experience buffer (default True): ``overrides`` may pass
+            ``experience_buffer=``, else a ``wrappers.aeb.ExperienceBuffer()`` with its
+            defaults is made. False: no replay.
+        seed: seed of the policy, the action sampling, the env and the replay sampling
+            (default None).
+        tensorboard_log: TensorBoard folder (default None: no logs).
+        **overrides: FNASRecurrentPPO / RecurrentPPO arguments or ``make_controller``
+            arguments (``architectures_per_update``, ``reward_scale``, ``verbose``).
+
+    Returns:
+        The unfitted model. ``uac=False, aeb=False`` trains like the plain controller.
+    """
+    from agents.controller import make_controller
+
+    if not aeb:
+        if overrides.get("experience_buffer") is not None:
+            raise ValueError("aeb=False but an experience_buffer was given")
+        overrides["experience_buffer"] = None
+    elif overrides.get("experience_buffer") is None:
+        from wrappers.aeb import ExperienceBuffer
+
+        overrides["experience_buffer"] = ExperienceBuffer()
+    if not uac:
+        overrides.setdefault("max_trusted_fraction", 1.0)
+    model = make_controller(
+        env,
+        seed=seed,
+        tensorboard_log=tensorboard_log,
+        algorithm=FNASRecurrentPPO,
+        **overrides,
+    )
+    if not uac:
+        model._set_trust(model.get_env(), False)
+    return model
