@@ -226,36 +226,58 @@ def adapt_tensor(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     larger target with zeros around it. Tensors of different rank must not be
     passed (:func:`adapt_state_dict` keeps the target's values then).
     """
+    out = target.detach().clone()
+    _copy_into(source, out)
+    return out
+
+
+def _copy_into(source: torch.Tensor, target: torch.Tensor) -> None:
+    """In place: :func:`adapt_tensor`'s result written into ``target``."""
     if source.dim() != target.dim():
         raise ValueError(
             f"cannot adapt a {source.dim()}-D tensor to a {target.dim()}-D one "
             f"({tuple(source.shape)} -> {tuple(target.shape)})"
         )
-    source = source.detach().to(device=target.device, dtype=target.dtype)
-    if source.shape == target.shape:
-        return source.clone()
-    out = target.detach().clone()
-    src_idx: list[slice] = []
-    tgt_idx: list[slice] = []
-    for d, (s, t) in enumerate(zip(source.shape, target.shape)):
-        n = min(s, t)
-        if source.dim() == 4 and d >= 2:  # kernel dims: centre-aligned
-            src_idx.append(slice((s - n) // 2, (s - n) // 2 + n))
-            tgt_idx.append(slice((t - n) // 2, (t - n) // 2 + n))
-        else:
-            src_idx.append(slice(0, n))
-            tgt_idx.append(slice(0, n))
-    if source.dim() == 4 and (
-        target.shape[2] > source.shape[2] or target.shape[3] > source.shape[3]
-    ):
-        out[tuple(tgt_idx[:2])] = 0.0  # zero frame around the copied kernel
-    out[tuple(tgt_idx)] = source[tuple(src_idx)]
-    return out
+    with torch.no_grad():
+        if source.shape == target.shape:
+            target.copy_(source)
+            return
+        src_idx: list[slice] = []
+        tgt_idx: list[slice] = []
+        for d, (s, t) in enumerate(zip(source.shape, target.shape)):
+            n = min(s, t)
+            if source.dim() == 4 and d >= 2:  # kernel dims: centre-aligned
+                src_idx.append(slice((s - n) // 2, (s - n) // 2 + n))
+                tgt_idx.append(slice((t - n) // 2, (t - n) // 2 + n))
+            else:
+                src_idx.append(slice(0, n))
+                tgt_idx.append(slice(0, n))
+        if source.dim() == 4 and (
+            target.shape[2] > source.shape[2] or target.shape[3] > source.shape[3]
+        ):
+            target[tuple(tgt_idx[:2])] = 0  # zero frame around the copied kernel
+        target[tuple(tgt_idx)] = source[tuple(src_idx)].to(target.dtype)
 
 
 def _n_layers(keys: Iterable[str]) -> int:
     layers = [int(m.group(1)) for k in keys if (m := _LAYER_KEY.match(k))]
     return max(layers) + 1 if layers else 0
+
+
+def _source_names(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> dict[str, str | None]:
+    """Source key each target key reads (None: keep the target's value)."""
+    n_src = _n_layers(source)
+    out: dict[str, str | None] = {}
+    for name, tensor in target.items():
+        src_name = name
+        m = _LAYER_KEY.match(name)
+        if m is not None:
+            src_name = f"layers.{min(int(m.group(1)), n_src - 1)}.{m.group(2)}" if n_src else ""
+        src = source.get(src_name)
+        out[name] = src_name if src is not None and src.dim() == tensor.dim() else None
+    return out
 
 
 def adapt_state_dict(
@@ -268,25 +290,26 @@ def adapt_state_dict(
     source lacks, or a tensor of another rank, keeps the target's value.
     Returns the state dict and counts ``(copied, adapted, kept)``.
     """
-    n_src = _n_layers(source)
-    out: dict[str, torch.Tensor] = {}
+    out = {k: v.detach().clone() for k, v in target.items()}
+    return out, _load_into(source, out)
+
+
+def _load_into(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> tuple[int, int, int]:
+    """In place: write ``source`` into the tensors of ``target`` (a module's state dict)."""
     copied = adapted = kept = 0
-    for name, tensor in target.items():
-        src_name = name
-        m = _LAYER_KEY.match(name)
-        if m is not None:
-            src_name = f"layers.{min(int(m.group(1)), n_src - 1)}.{m.group(2)}" if n_src else ""
-        src = source.get(src_name)
-        if src is None or src.dim() != tensor.dim():
-            out[name] = tensor
+    for name, src_name in _source_names(source, target).items():
+        if src_name is None:
             kept += 1
-        elif src.shape == tensor.shape:
-            out[name] = src.detach().to(device=tensor.device, dtype=tensor.dtype).clone()
+            continue
+        src, dst = source[src_name], target[name]
+        if src.shape == dst.shape:
             copied += 1
         else:
-            out[name] = adapt_tensor(src, tensor)
             adapted += 1
-    return out, (copied, adapted, kept)
+        _copy_into(src, dst)
+    return copied, adapted, kept
 
 
 # ---- the pool ----------------------------------------------------------------------
@@ -423,8 +446,8 @@ class KnowledgePool:
                     source = self.load_tensors(match.entry)
                 except FileNotFoundError:  # removed by hand; keep the block's init
                     continue
-                state, (c, a, k) = adapt_state_dict(source, module.state_dict())
-                module.load_state_dict(state)
+                # state_dict() tensors share storage with the module: written in place
+                c, a, k = _load_into(source, module.state_dict(keep_vars=False))
                 copied, adapted, kept = copied + c, adapted + a, kept + k
             t2 = time.perf_counter()
         blocks = [m for m in matches if m.position not in ("stem", "head")]
