@@ -1,0 +1,257 @@
+"""UAC as a Gymnasium wrapper: trusted architectures take the critic's reward unevaluated."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import deque
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
+from scipy import stats
+
+from fnas_env.evaluators.base import Evaluation
+
+__all__ = ["UncertaintyGate"]
+
+#: wrappers that may sit between the gate and the NAS env: the gate completes the
+#: last step on ``env.unwrapped``, so a wrapper in between would not see it.
+TRANSPARENT_WRAPPERS = (OrderEnforcing, PassiveEnvChecker, TimeLimit)
+
+
+class UncertaintyGate(gym.Wrapper):
+    """Skip the evaluation of architectures the critic is sure about (FNAS's UAC).
+
+    ## Description
+
+    On the last token of an episode the gate asks the critic for V (predicted
+    reward) and U (predicted error of V) of the completed architecture. A
+    trusted architecture (``U <= threshold``, after the warm-up, with trust
+    enabled) ends the episode with V as its reward and no evaluation (recorded
+    as a ``"surrogate"`` entry, ``cost=0``). Any other architecture is really
+    evaluated; V's error on it is measured first and the critic then trains on
+    it (``L_V = |V - R|``, ``L_U = |U - L_V|``). Intermediate tokens pass
+    through unchanged.
+
+    ## Action Space, Observation Space, Starting State, Episode End
+
+    Those of the wrapped :class:`~fnas_env.env.NASEnv`.
+
+    ## Rewards
+
+    The env's reward for evaluated architectures; V's prediction for trusted
+    ones. Failed evaluations keep the env's ``failed_reward`` and are not
+    learnt from (a crash says little about the architecture).
+
+    ## Threshold
+
+    ``threshold`` is a fixed float (reward units: percentage points for
+    accuracy rewards) or ``"adaptive"`` (default): the ``trusted_fraction``
+    quantile of the last ``window`` U values, so that about that fraction of
+    architectures is trusted whatever the scale of U (which shrinks as the
+    critic learns). The default fraction, 0.5, is the paper's: its threshold
+    is set for about a 2x reduction of evaluations, and at most 50% of each
+    PPO batch may be trusted, so the gate alone rarely exceeds the quota.
+    ``max_uncertainty`` adds an absolute ceiling to the adaptive threshold.
+
+    ## Arguments
+
+    - ``env``: a NASEnv, directly or under ``OrderEnforcing``/``PassiveEnvChecker``/
+      ``TimeLimit`` only (as ``gym.make`` returns it). Put ``Monitor`` and
+      reward wrappers outside the gate: it completes the last step on
+      ``env.unwrapped``, so inner wrappers would not see it.
+    - ``critic``: an :class:`~wrappers.critic.UncertaintyCritic` (or any object
+      with ``predict``, ``update`` and ``num_samples``); default: a new critic
+      for the env's space. Several gates (envs of a ``DummyVecEnv``) may share one.
+    - ``threshold``: a float >= 0 or ``"adaptive"`` (default).
+    - ``trusted_fraction``: target fraction of trusted architectures of the
+      adaptive threshold, in (0, 1) (default 0.5).
+    - ``warmup``: really evaluated samples the critic must have learnt from
+      before anything is trusted (default 50; counts ``critic.num_samples``, so a
+      pretrained or loaded critic skips it).
+    - ``update_steps``: critic minibatch steps per evaluated architecture
+      (default ``None``: the critic's ``steps_per_sample``).
+    - ``window``: U values the adaptive quantile looks back over (default 200).
+    - ``metrics_window``: untrusted samples the correlation metrics use (default 200).
+    - ``max_uncertainty``: never trust above this U, adaptive or not (default None).
+    - ``trust_enabled``: initial value of :attr:`trust_enabled` (default True).
+
+    The last-step ``info`` adds ``uncertainty`` (U), ``predicted_reward`` (V)
+    and ``threshold``; ``evaluated`` is False for trusted architectures.
+
+    ## Example
+
+    >>> import gymnasium as gym, fnas_env
+    >>> from wrappers import UncertaintyGate
+    >>> env = UncertaintyGate(gym.make("FNAS-Macro-v0"), warmup=20)
+    >>> obs, info = env.reset(seed=0)
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        critic: Any | None = None,
+        threshold: float | str = "adaptive",
+        trusted_fraction: float = 0.5,
+        warmup: int = 50,
+        update_steps: int | None = None,
+        window: int = 200,
+        metrics_window: int = 200,
+        max_uncertainty: float | None = None,
+        trust_enabled: bool = True,
+    ):
+        super().__init__(env)
+        base = env.unwrapped
+        for hook in ("pending_architecture", "evaluate", "finish", "search_space"):
+            if not hasattr(base, hook):
+                raise TypeError(
+                    f"UncertaintyGate wraps a fnas_env NASEnv (it needs env.unwrapped.{hook}); "
+                    f"got {type(base).__name__}"
+                )
+        inner = env
+        while isinstance(inner, gym.Wrapper):
+            if not isinstance(inner, TRANSPARENT_WRAPPERS):
+                raise TypeError(
+                    f"{type(inner).__name__} sits between UncertaintyGate and the NAS env; "
+                    "the gate completes the last step on env.unwrapped, so that wrapper would "
+                    "miss it. Wrap the gate instead, e.g. Monitor(UncertaintyGate(gym.make(id)))"
+                    " or make_vec_env(lambda: UncertaintyGate(gym.make(id)), ...)"
+                )
+            inner = inner.env
+        if isinstance(threshold, str):
+            if threshold != "adaptive":
+                raise ValueError(f"threshold must be a float >= 0 or 'adaptive', got {threshold!r}")
+        elif not (isinstance(threshold, int | float) and threshold >= 0):
+            raise ValueError(f"threshold must be a float >= 0 or 'adaptive', got {threshold!r}")
+        if not 0.0 < trusted_fraction < 1.0:
+            raise ValueError(f"trusted_fraction must be in (0, 1), got {trusted_fraction!r}")
+        if int(warmup) < 0 or int(window) < 1 or int(metrics_window) < 2:
+            raise ValueError(
+                f"need warmup >= 0, window >= 1, metrics_window >= 2; got {warmup}, "
+                f"{window}, {metrics_window}"
+            )
+        if critic is None:
+            from wrappers.critic import UncertaintyCritic
+
+            critic = UncertaintyCritic(base.search_space.embedding_dim)
+        for method in ("predict", "update"):
+            if not callable(getattr(critic, method, None)):
+                raise TypeError(
+                    f"critic must have a {method}() method, got {type(critic).__name__}"
+                )
+        self.critic = critic
+        self.threshold = threshold if isinstance(threshold, str) else float(threshold)
+        self.trusted_fraction = float(trusted_fraction)
+        self.warmup = int(warmup)
+        self.update_steps = update_steps
+        self.max_uncertainty = max_uncertainty
+        self.trust_enabled = bool(trust_enabled)
+        self._recent_u: deque[float] = deque(maxlen=int(window))
+        # untrusted samples: V before training, true reward, U
+        self._v: deque[float] = deque(maxlen=int(metrics_window))
+        self._r: deque[float] = deque(maxlen=int(metrics_window))
+        self._u: deque[float] = deque(maxlen=int(metrics_window))
+        self.num_trusted = 0
+        self.num_evaluated = 0
+        self._error_sum = 0.0
+        self._error_count = 0
+
+    # ---- controls for algorithms ----------------------------------------------------
+    def set_trust_enabled(self, flag: bool) -> None:
+        """Allow (True) or forbid (False) trusting; ``VecEnv.env_method`` reaches it."""
+        self.trust_enabled = bool(flag)
+
+    def current_threshold(self) -> float:
+        """The U threshold now (the adaptive quantile, NaN before any U was seen)."""
+        if self.threshold != "adaptive":
+            limit = float(self.threshold)
+        elif self._recent_u:
+            limit = float(np.quantile(np.asarray(self._recent_u), self.trusted_fraction))
+        else:
+            limit = math.nan
+        if self.max_uncertainty is not None:
+            limit = min(limit, float(self.max_uncertainty)) if math.isfinite(limit) else limit
+        return limit
+
+    # ---- Gymnasium API ---------------------------------------------------------------
+    def step(self, action):
+        base = self.env.unwrapped
+        arch = base.pending_architecture(action)
+        if arch is None:
+            return self.env.step(action)
+        embedding = base.search_space.one_hot(arch)
+        v_pred, u_pred = self.critic.predict(embedding[None])
+        v, u = float(v_pred[0]), float(u_pred[0])
+        self._recent_u.append(u)
+        limit = self.current_threshold()
+        warm = int(getattr(self.critic, "num_samples", 0)) >= self.warmup
+        if self.trust_enabled and warm and math.isfinite(v) and u <= limit:
+            evaluation = Evaluation(
+                accuracy=v,
+                evaluated=False,
+                cost=0.0,
+                extras={"predicted_reward": v, "uncertainty": u, "threshold": limit},
+            )
+            obs, reward, terminated, truncated, info = base.finish(action, evaluation, reward=v)
+            self.num_trusted += 1
+        else:
+            evaluation = base.evaluate(arch)
+            obs, reward, terminated, truncated, info = base.finish(action, evaluation)
+            self.num_evaluated += 1
+            if not info.get("failed", False):
+                # V's error on this sample is measured before the critic sees it
+                self._v.append(v)
+                self._r.append(float(reward))
+                self._u.append(u)
+                self._error_sum += abs(v - float(reward))
+                self._error_count += 1
+                self.critic.update(embedding[None], [float(reward)], steps=self.update_steps)
+        info["uncertainty"] = u
+        info["predicted_reward"] = v
+        info["threshold"] = limit
+        return obs, reward, terminated, truncated, info
+
+    # ---- metrics ---------------------------------------------------------------------
+    def metrics(self) -> dict[str, float]:
+        """What the gate did and how good the critic is (NaN where undefined).
+
+        - ``trusted_fraction``: trusted / completed architectures so far.
+        - ``trusted``, ``evaluated``: counts of completed architectures.
+        - ``v_mae``: V's mean absolute error on untrusted samples, each measured
+          before the critic trained on it (all so far).
+        - ``v_mae_recent``: the same over the last ``metrics_window`` samples.
+        - ``v_spearman``: Spearman of V with the true reward, recent untrusted samples.
+        - ``u_error_pearson``, ``u_error_spearman``: correlation of U with V's
+          actual error, recent untrusted samples (biased towards high U once trust
+          starts: trusted samples are never checked).
+        - ``threshold``: the U threshold now.
+        - ``critic_updates``: the critic's minibatch steps; ``critic_samples``: its
+          training-set size.
+        """
+        total = self.num_trusted + self.num_evaluated
+        v, r, u = (np.asarray(d, dtype=np.float64) for d in (self._v, self._r, self._u))
+        error = np.abs(v - r)
+        return {
+            "trusted_fraction": self.num_trusted / total if total else math.nan,
+            "trusted": float(self.num_trusted),
+            "evaluated": float(self.num_evaluated),
+            "v_mae": self._error_sum / self._error_count if self._error_count else math.nan,
+            "v_mae_recent": float(error.mean()) if len(error) else math.nan,
+            "v_spearman": _correlation(stats.spearmanr, v, r),
+            "u_error_pearson": _correlation(stats.pearsonr, u, error),
+            "u_error_spearman": _correlation(stats.spearmanr, u, error),
+            "threshold": self.current_threshold(),
+            "critic_updates": float(getattr(self.critic, "num_updates", math.nan)),
+            "critic_samples": float(getattr(self.critic, "num_samples", math.nan)),
+        }
+
+
+def _correlation(fn, a: np.ndarray, b: np.ndarray) -> float:
+    """scipy correlation, NaN for fewer than 3 points or constant input."""
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(fn(a, b)[0])
