@@ -130,14 +130,18 @@ class WeightedRecurrentRolloutBuffer(RecurrentRolloutBuffer):
         super().reset()
         self.weights = np.zeros((self.buffer_size, 1), dtype=np.float32)
         self.episode_bounds: list[tuple[int, int]] = []  # [start, end) per episode
+        self.episode_kinds: list[str] = []
 
     def add(self, *args, **kwargs) -> None:
         raise NotImplementedError(
             "WeightedRecurrentRolloutBuffer stores whole episodes: use add_episode()"
         )
 
-    def add_episode(self, episode: Episode) -> None:
-        """Append one whole episode (grows the arrays if it does not fit)."""
+    def add_episode(self, episode: Episode, kind: str = "evaluated") -> None:
+        """Append one whole episode (grows the arrays if it does not fit).
+
+        ``kind`` labels it for counting: ``"evaluated"``, ``"trusted"`` or ``"replayed"``.
+        """
         if self.generator_ready:
             raise RuntimeError("buffer already prepared for sampling: reset() before adding")
         length = len(episode.rewards)
@@ -159,6 +163,7 @@ class WeightedRecurrentRolloutBuffer(RecurrentRolloutBuffer):
         for name, states in zip(names, episode.lstm_states or (None,) * 4):
             getattr(self, name)[s, :, 0] = 0.0 if states is None else states
         self.episode_bounds.append((self.pos, self.pos + length))
+        self.episode_kinds.append(kind)
         self.pos += length
         self.full = True
 

@@ -198,6 +198,9 @@ class FNASRecurrentPPO(RecurrentPPO):
         self._trust_disabled = False
         self._staged: list[_Stage] | None = None
         self._search_space: Any = None
+        # reward in the env's units (the record's) of each remembered architecture:
+        # the training reward may be scaled (make_controller's reward_scale)
+        self._env_rewards: dict[str, float] = {}
         if init_model:
             self._setup_model()
 
@@ -372,7 +375,7 @@ class FNASRecurrentPPO(RecurrentPPO):
         else:
             self.fnas_counters.evaluated += 1
             self._remember(env, info, episode)
-        buffer.add_episode(episode)
+        buffer.add_episode(episode, "trusted" if trusted else "evaluated")
         stats.new_episodes += 1
         stats.accepted_steps += length
 
@@ -427,6 +430,7 @@ class FNASRecurrentPPO(RecurrentPPO):
         )
         if self.experience_buffer.add(experience):
             self.fnas_counters.experiences_added += 1
+        self._env_rewards[str(experience.arch)] = float(info.get("reward", experience.reward))
 
     def evaluate_episodes(
         self, observations: list[np.ndarray], actions: list[np.ndarray]
@@ -521,7 +525,8 @@ class FNASRecurrentPPO(RecurrentPPO):
                     values=value,
                     log_probs=log_prob,
                     weights=(rho * float(importance)).astype(np.float32),
-                )
+                ),
+                "replayed",
             )
             stats.importance.append(float(importance))
             stats.rho.append(float(rho.mean()))
@@ -529,8 +534,7 @@ class FNASRecurrentPPO(RecurrentPPO):
         stats.replayed = len(samples)
         self.fnas_counters.replayed += len(samples)
 
-    @staticmethod
-    def _record_replay(env: VecEnv, exp: Any) -> None:
+    def _record_replay(self, env: VecEnv, exp: Any) -> None:
         """Append a "replayed" entry to env 0's search record (no evaluation, no cost)."""
         if not hasattr(exp.arch, "choices") or not env.has_attr("score"):
             return
@@ -539,7 +543,7 @@ class FNASRecurrentPPO(RecurrentPPO):
             exp.arch,
             Evaluation(accuracy=float("nan"), cost=0.0, evaluated=False),
             kind="replayed",
-            reward=float(exp.reward),
+            reward=self._env_rewards.get(str(exp.arch), float(exp.reward)),
             indices=[0],
         )
 
@@ -668,7 +672,8 @@ class FNASRecurrentPPO(RecurrentPPO):
                 break
 
         explained_var = explained_variance(
-            self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten()
+            self.rollout_buffer.values[: self.rollout_buffer.pos].flatten(),
+            self.rollout_buffer.returns[: self.rollout_buffer.pos].flatten(),
         )
         self.logger.record("train/entropy_loss", np.mean(entropy_losses))
         self.logger.record("train/policy_gradient_loss", np.mean(pg_losses))

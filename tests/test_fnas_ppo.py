@@ -1,0 +1,371 @@
+"""FNASRecurrentPPO: UAC batch rule, bounded resampling, AEB replay, weighted loss, save/load."""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from agents.fnas_buffer import Episode, WeightedRecurrentRolloutBuffer
+from agents.fnas_ppo import FNASRecurrentPPO, make_fnas_controller
+from fnas_env.env import NASEnv
+from fnas_env.evaluators.base import Evaluation, Evaluator
+from fnas_env.reward import RewardConfig
+
+T = 8  # macro space: 8 decisions
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny LSTMs run ~10x faster on one thread than on two contended ones."""
+    threads = th.get_num_threads()
+    th.set_num_threads(1)
+    yield
+    th.set_num_threads(threads)
+
+
+class TwosEvaluator(Evaluator):
+    """Fake macro-space benchmark: accuracy grows with the number of '2' layers.
+
+    5 points per '2' layer plus 2 if the first and last layers are both '2';
+    optimum ``22222222`` (accuracy 92).
+    """
+
+    space_name = "macro"
+    objective = None
+
+    def _evaluate(self, arch):
+        c = arch.choices
+        acc = 50.0 + 5.0 * sum(x == 2 for x in c) + 2.0 * (c[0] == 2 and c[-1] == 2)
+        return Evaluation(accuracy=acc, cost=1.0)
+
+
+class CountingGate(gym.Wrapper):
+    """Stand-in UAC gate: trusts all but every ``evaluate_every``-th architecture."""
+
+    def __init__(self, env: gym.Env, evaluate_every: int = 3):
+        super().__init__(env)
+        self.trust_enabled = True
+        self.evaluate_every = evaluate_every
+        self.completed = 0
+        self.trust_history: list[bool] = []
+
+    def set_trust_enabled(self, flag: bool) -> None:
+        self.trust_enabled = bool(flag)
+        self.trust_history.append(self.trust_enabled)
+
+    def metrics(self) -> dict[str, float]:
+        return {"completed": float(self.completed)}
+
+    def step(self, action):
+        base = self.env.unwrapped
+        arch = base.pending_architecture(action)
+        if arch is None:
+            return self.env.step(action)
+        self.completed += 1
+        if self.trust_enabled and self.completed % self.evaluate_every != 0:
+            evaluation = Evaluation(accuracy=60.0, evaluated=False, cost=0.0)
+            return base.finish(action, evaluation, reward=60.0)
+        return self.env.step(action)
+
+
+class AlwaysTrusted(gym.Wrapper):
+    """A critic-scored env without ``set_trust_enabled``: the rule cannot stop trust."""
+
+    def step(self, action):
+        base = self.env.unwrapped
+        arch = base.pending_architecture(action)
+        if arch is None:
+            return self.env.step(action)
+        return base.finish(action, Evaluation(accuracy=60.0, evaluated=False), reward=60.0)
+
+
+# ---- stand-ins for wrappers.aeb until it is committed ---------------------------------
+@dataclass(frozen=True)
+class _Experience:
+    arch: object
+    tokens: tuple
+    observations: np.ndarray
+    reward: float
+    log_probs: np.ndarray
+
+
+class _ExperienceBuffer:
+    def __init__(self, capacity: int = 10):
+        self.capacity = capacity
+        self.items: list[_Experience] = []
+
+    def add(self, exp) -> bool:
+        if any(e.arch == exp.arch for e in self.items):
+            return False
+        self.items = sorted([*self.items, exp], key=lambda e: -e.reward)[: self.capacity]
+        return True
+
+    def beta(self, progress: float) -> float:
+        return progress
+
+    def sample(self, k, progress, rng):
+        r = np.array([e.reward for e in self.items])
+        p = np.exp(r - r.max())
+        p /= p.sum()
+        idx = rng.choice(len(self.items), size=min(k, len(self.items)), replace=False, p=p)
+        w = (len(self.items) * p[idx]) ** (-self.beta(progress))
+        return [(self.items[i], float(x)) for i, x in zip(idx, w / w.max())]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@pytest.fixture()
+def aeb(monkeypatch):
+    """The ``wrappers.aeb`` module (stand-in while the real one is not there)."""
+    try:
+        import wrappers.aeb as module
+    except ImportError:
+        module = types.ModuleType("wrappers.aeb")
+        module.Experience = _Experience
+        module.ExperienceBuffer = _ExperienceBuffer
+        monkeypatch.setitem(sys.modules, "wrappers.aeb", module)
+    return module
+
+
+def nas_env(evaluator: Evaluator | None = None) -> NASEnv:
+    return NASEnv(evaluator or TwosEvaluator(), RewardConfig(target=None))
+
+
+def start(model: FNASRecurrentPPO, total: int = 10_000) -> BaseCallback:
+    """What ``learn`` does before its first rollout; returns the callback to pass."""
+    _, callback = model._setup_learn(total, None)
+    callback.on_training_start(locals(), globals())
+    return callback
+
+
+def rollout(model: FNASRecurrentPPO, callback: BaseCallback) -> WeightedRecurrentRolloutBuffer:
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+    return model.rollout_buffer
+
+
+# ---- UAC batch rule ------------------------------------------------------------------------
+def test_batch_rule_keeps_at_most_half_trusted_episodes():
+    gate = CountingGate(nas_env(), evaluate_every=3)  # 2/3 of the samples trusted
+    model = make_fnas_controller(gate, aeb=False, seed=0)
+    callback = start(model)
+    for _ in range(4):
+        buffer = rollout(model, callback)
+        kinds = buffer.episode_kinds
+        assert len(kinds) == model.n_steps // T == 8
+        assert kinds.count("trusted") <= kinds.count("evaluated")
+        assert model.logger.name_to_value["fnas/trusted_fraction"] <= 0.5
+        assert model.logger.name_to_value["uac/completed"] == gate.completed
+        model.train()
+    counters = model.fnas_counters
+    assert counters.discarded_trusted > 0  # the rule had something to do
+    assert counters.accepted_trusted == 4 * 4  # exactly the quota: 4 of 8 per batch
+    # discarded steps still count as timesteps
+    assert model.num_timesteps == T * gate.completed
+
+
+def test_resampling_is_bounded_then_trust_returns():
+    gate = CountingGate(nas_env(), evaluate_every=10**9)  # trusts everything
+    model = make_fnas_controller(gate, aeb=False, seed=0, max_resample_factor=1.0)
+    callback = start(model)
+    buffer = rollout(model, callback)
+    # quota: 4 trusted; bound: 8 discarded episodes (one batch); then 4 really evaluated
+    assert buffer.episode_kinds.count("trusted") == 4
+    assert buffer.episode_kinds.count("evaluated") == 4
+    assert model.fnas_counters.discarded_trusted == 8
+    assert model.fnas_counters.trust_disabled == 1
+    assert gate.trust_history == [False] and not gate.trust_enabled
+    assert model.num_timesteps == 16 * T
+    rollout(model, callback)
+    assert gate.trust_history[:2] == [False, True]  # re-enabled for the next rollout
+
+
+def test_without_trust_switch_the_rule_gives_way_with_a_warning():
+    model = FNASRecurrentPPO(
+        "MlpLstmPolicy", AlwaysTrusted(nas_env()), n_steps=2 * T, batch_size=2 * T, seed=0
+    )
+    callback = start(model)
+    with pytest.warns(RuntimeWarning, match="set_trust_enabled"):
+        buffer = rollout(model, callback)
+    assert buffer.n_episodes == 2
+    assert model.fnas_counters.discarded_trusted == 4  # max_resample_factor 2 x 2 episodes
+
+
+def test_uac_off_evaluates_everything_like_the_plain_controller():
+    gate = CountingGate(nas_env(), evaluate_every=3)
+    model = make_fnas_controller(gate, uac=False, aeb=False, seed=0)
+    assert not gate.trust_enabled and model.experience_buffer is None
+    model.learn(2 * model.n_steps)
+    assert model.fnas_counters.discarded_trusted == 0
+    assert gate.unwrapped.counters.activated == gate.completed == 16
+
+
+# ---- AEB replay ----------------------------------------------------------------------------
+def test_recomputed_log_probs_equal_rollout_log_probs():
+    venv = DummyVecEnv([lambda: CountingGate(nas_env(), evaluate_every=2) for _ in range(2)])
+    model = FNASRecurrentPPO("MlpLstmPolicy", venv, n_steps=2 * T, batch_size=4 * T, seed=1)
+    buffer = rollout(model, start(model))
+    slices = buffer.episode_slices()
+    assert len(slices) == 4
+    observations = [buffer.observations[s, 0] for s in slices]
+    actions = [buffer.actions[s, 0] for s in slices]
+    values, log_probs = model.evaluate_episodes(observations, actions)
+    for s, value, log_prob in zip(slices, values, log_probs):
+        np.testing.assert_allclose(log_prob, buffer.log_probs[s, 0], atol=1e-5)
+        np.testing.assert_allclose(value, buffer.values[s, 0], atol=1e-5)
+
+
+def test_replays_fill_at_most_the_allowed_fraction(aeb):
+    env = nas_env()
+    experiences = aeb.ExperienceBuffer(capacity=10)
+    model = FNASRecurrentPPO(
+        "MlpLstmPolicy", env, n_steps=4 * T, batch_size=8 * T, seed=0, experience_buffer=experiences
+    )
+    callback = start(model)
+    for fraction in (0.5, 0.25, 0.0):
+        model.max_replay_fraction = fraction
+        for _ in range(3):
+            kinds = rollout(model, callback).episode_kinds
+            assert kinds.count("replayed") <= fraction * len(kinds)
+    assert len(experiences) == 10  # the buffer filled up, so replay was not starved
+    assert model.fnas_counters.replayed > 0
+    assert env.counters.replayed == model.fnas_counters.replayed  # counted in the record
+    assert env.counters.activated == 4 * 9
+
+
+def test_replay_weights_are_truncated_ratio_times_importance(aeb):
+    """Replaying the rollout's own episodes: rho = 1 for an unchanged policy."""
+    env = nas_env()
+    model = FNASRecurrentPPO("MlpLstmPolicy", env, n_steps=4 * T, batch_size=8 * T, seed=0)
+    buffer = rollout(model, start(model))
+    slices = buffer.episode_slices()
+
+    class Fixed:
+        def __init__(self, shift: float):
+            self.shift = shift
+
+        def add(self, exp):
+            return True
+
+        def __len__(self):
+            return len(slices)
+
+        def sample(self, k, progress, rng):
+            out = []
+            for i, s in enumerate(slices[:k]):
+                exp = aeb.Experience(
+                    arch=env.search_space.from_choices([0] * T),
+                    tokens=tuple(int(a) for a in buffer.actions[s, 0, 0]),
+                    observations=buffer.observations[s, 0],
+                    reward=1.0,
+                    log_probs=buffer.log_probs[s, 0] + self.shift,  # behaviour policy
+                )
+                out.append((exp, 1.0 / (i + 1)))
+            return out
+
+    for shift, off_policy_correction, expected in [
+        (0.0, "episode", 1.0),  # same policy: rho = 1
+        (-1.0, "episode", 1.0),  # pi/mu = e^8, truncated at rho_max = 1
+        (0.1, "episode", np.exp(-0.1 * T)),  # product of the per-step ratios
+        (0.1, "step", np.exp(-0.1)),
+    ]:
+        model.experience_buffer = Fixed(shift)
+        model.off_policy_correction = off_policy_correction
+        buffer = rollout(model, start(model))
+        replayed = [
+            s
+            for s, kind in zip(buffer.episode_slices(), buffer.episode_kinds)
+            if kind == "replayed"
+        ]
+        assert len(replayed) == 4
+        new = [
+            s
+            for s, kind in zip(buffer.episode_slices(), buffer.episode_kinds)
+            if kind != "replayed"
+        ]
+        assert all(np.all(buffer.weights[s] == 1.0) for s in new)
+        for i, s in enumerate(replayed):
+            np.testing.assert_allclose(buffer.weights[s, 0], expected / (i + 1), rtol=1e-4)
+        assert model.logger.name_to_value["fnas/replayed_fraction"] == 0.5
+
+
+# ---- weighted loss ------------------------------------------------------------------------
+def test_zero_weight_steps_contribute_no_gradient():
+    model = FNASRecurrentPPO("MlpLstmPolicy", nas_env(), n_steps=2 * T, batch_size=2 * T, seed=0)
+    rollout(model, start(model))
+    first, second = model.rollout_buffer.episode_slices()
+
+    def gradient(weight: float, perturb: bool) -> th.Tensor:
+        """Loss gradient of a batch of both episodes; the second weighs ``weight``."""
+        stored = model.rollout_buffer
+        lstm = model.policy.lstm_actor
+        buffer = WeightedRecurrentRolloutBuffer(
+            2 * T, model.observation_space, model.action_space, (2 * T, 1, 1, lstm.hidden_size)
+        )
+        for s, w in ((first, 1.0), (second, weight)):
+            changed = perturb and s == second
+            buffer.add_episode(
+                Episode(
+                    observations=stored.observations[s, 0],
+                    actions=stored.actions[s, 0],
+                    rewards=stored.rewards[s, 0] + (7.0 if changed else 0.0),
+                    values=stored.values[s, 0],
+                    log_probs=stored.log_probs[s, 0] + (0.5 if changed else 0.0),
+                    weights=np.full(T, w, dtype=np.float32),
+                )
+            )
+        buffer.compute_returns_and_advantage()
+        (data,) = list(buffer.get(None))
+        model.policy.optimizer.zero_grad()
+        model.weighted_losses(data, clip_range=0.2)["loss"].backward()
+        return th.cat([p.grad.flatten() for p in model.policy.parameters() if p.grad is not None])
+
+    th.testing.assert_close(gradient(0.0, perturb=False), gradient(0.0, perturb=True))
+    assert not th.allclose(gradient(1.0, perturb=False), gradient(1.0, perturb=True))
+    # a weight of 0 is the same as leaving the episode out
+    half = gradient(0.5, perturb=False)
+    assert not th.allclose(half, gradient(0.0, perturb=False))
+
+
+# ---- save / load ---------------------------------------------------------------------------
+def test_save_and_load_keep_settings_and_policy(tmp_path, aeb):
+    env = CountingGate(nas_env())
+    model = make_fnas_controller(env, seed=0, max_trusted_fraction=0.25, rho_max=2.0)
+    model.learn(2 * model.n_steps)
+    model.save(tmp_path / "fnas.zip")
+    experiences = model.experience_buffer
+    loaded = FNASRecurrentPPO.load(
+        tmp_path / "fnas.zip", env=model.get_env(), experience_buffer=experiences
+    )
+    assert (loaded.max_trusted_fraction, loaded.rho_max) == (0.25, 2.0)
+    assert loaded.fnas_counters == model.fnas_counters
+    assert loaded.experience_buffer is experiences
+    for a, b in zip(model.policy.parameters(), loaded.policy.parameters()):
+        th.testing.assert_close(a, b)
+    loaded.learn(model.n_steps, reset_num_timesteps=False)
+    assert loaded.fnas_counters.replayed > model.fnas_counters.replayed
+    bare = FNASRecurrentPPO.load(tmp_path / "fnas.zip")
+    assert bare.experience_buffer is None  # large stores are saved on their own
+
+
+def test_bad_arguments_are_rejected():
+    env = nas_env()
+    for kwargs, message in [
+        ({"max_trusted_fraction": 1.5}, "max_trusted_fraction"),
+        ({"max_replay_fraction": 1.0}, "max_replay_fraction"),
+        ({"rho_max": 0.0}, "rho_max"),
+        ({"max_resample_factor": -1.0}, "max_resample_factor"),
+        ({"off_policy_correction": "trajectory"}, "off_policy_correction"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            FNASRecurrentPPO("MlpLstmPolicy", env, **kwargs)
+    with pytest.raises(TypeError, match="experience_buffer"):
+        FNASRecurrentPPO("MlpLstmPolicy", env, experience_buffer=[])
