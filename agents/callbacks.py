@@ -1,0 +1,66 @@
+"""SB3 callback: ``search/`` scalars to TensorBoard and a budget of activated samples."""
+
+from __future__ import annotations
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from agents.baselines import search_scalars
+
+__all__ = ["SearchBudgetCallback"]
+
+
+class SearchBudgetCallback(BaseCallback):
+    """Log the search counters and stop training after ``budget`` activated samples.
+
+    The counters are read from each env's search record (``get_attr("counters")``)
+    whenever an episode ends, so they count what the env really evaluated
+    (surrogate rewards and replays are counted apart, and never spend budget).
+    Scalars (``search/best_reward``, ``search/best_accuracy``, ``search/activated``,
+    ``search/sampled``, ``search/surrogate``, ``search/replayed``, ``search/cost``)
+    go to the model's logger: TensorBoard when the model has ``tensorboard_log``.
+
+    Args:
+        budget: activated samples (summed over envs) after which ``learn`` stops,
+            counted from the start of training (default None: never stop).
+        verbose: 1 prints a line when the budget stops training (default 0).
+    """
+
+    def __init__(self, budget: int | None = None, verbose: int = 0):
+        super().__init__(verbose)
+        if budget is not None and (isinstance(budget, bool) or int(budget) != budget or budget < 1):
+            raise ValueError(f"budget must be None or a positive int, got {budget!r}")
+        self.budget = None if budget is None else int(budget)
+        self.scalars: dict[str, float] = {}
+        self._start = 0
+
+    def _counters(self) -> dict[str, float]:
+        return search_scalars(list(self.training_env.get_attr("counters")))
+
+    @property
+    def activated(self) -> int:
+        """Activated samples since training started (as of the last episode end)."""
+        return int(self.scalars.get("search/activated", self._start)) - self._start
+
+    def _on_training_start(self) -> None:
+        self.scalars = self._counters()
+        self._start = int(self.scalars["search/activated"])
+
+    def _on_step(self) -> bool:
+        dones = self.locals.get("dones")
+        if dones is None or not np.any(dones):
+            return True
+        self.scalars = self._counters()
+        for key, value in self.scalars.items():
+            self.logger.record(key, value)
+        if self.budget is not None and self.activated >= self.budget:
+            if self.verbose:
+                print(f"search budget reached: {self.activated} activated samples")
+            return False
+        return True
+
+    def _on_training_end(self) -> None:
+        self.scalars = self._counters()
+        for key, value in self.scalars.items():
+            self.logger.record(key, value)
+        self.logger.dump(self.num_timesteps)
