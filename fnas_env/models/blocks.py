@@ -89,6 +89,11 @@ class _Residual(nn.Module):
         if skip == "pool":
             self.shortcut = _Shortcut(in_chs, out_chs, stride)
 
+    def extra_repr(self) -> str:
+        # part of repr, which keys the latency table: two layers that differ only
+        # in the residual addition must not share an entry
+        return f"skip={self.skip!r}, residual={self.has_residual}"
+
     def body(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
