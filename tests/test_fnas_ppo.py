@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
-from dataclasses import dataclass
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -18,6 +14,7 @@ from agents.fnas_ppo import FNASRecurrentPPO, make_fnas_controller
 from fnas_env.env import NASEnv
 from fnas_env.evaluators.base import Evaluation, Evaluator
 from fnas_env.reward import RewardConfig
+from wrappers.aeb import Experience, ExperienceBuffer
 
 T = 8  # macro space: 8 decisions
 
@@ -85,55 +82,6 @@ class AlwaysTrusted(gym.Wrapper):
         if arch is None:
             return self.env.step(action)
         return base.finish(action, Evaluation(accuracy=60.0, evaluated=False), reward=60.0)
-
-
-# ---- stand-ins for wrappers.aeb until it is committed ---------------------------------
-@dataclass(frozen=True)
-class _Experience:
-    arch: object
-    tokens: tuple
-    observations: np.ndarray
-    reward: float
-    log_probs: np.ndarray
-
-
-class _ExperienceBuffer:
-    def __init__(self, capacity: int = 10):
-        self.capacity = capacity
-        self.items: list[_Experience] = []
-
-    def add(self, exp) -> bool:
-        if any(e.arch == exp.arch for e in self.items):
-            return False
-        self.items = sorted([*self.items, exp], key=lambda e: -e.reward)[: self.capacity]
-        return True
-
-    def beta(self, progress: float) -> float:
-        return progress
-
-    def sample(self, k, progress, rng):
-        r = np.array([e.reward for e in self.items])
-        p = np.exp(r - r.max())
-        p /= p.sum()
-        idx = rng.choice(len(self.items), size=min(k, len(self.items)), replace=False, p=p)
-        w = (len(self.items) * p[idx]) ** (-self.beta(progress))
-        return [(self.items[i], float(x)) for i, x in zip(idx, w / w.max())]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-
-@pytest.fixture()
-def aeb(monkeypatch):
-    """The ``wrappers.aeb`` module (stand-in while the real one is not there)."""
-    try:
-        import wrappers.aeb as module
-    except ImportError:
-        module = types.ModuleType("wrappers.aeb")
-        module.Experience = _Experience
-        module.ExperienceBuffer = _ExperienceBuffer
-        monkeypatch.setitem(sys.modules, "wrappers.aeb", module)
-    return module
 
 
 def nas_env(evaluator: Evaluator | None = None) -> NASEnv:
@@ -223,9 +171,9 @@ def test_recomputed_log_probs_equal_rollout_log_probs():
         np.testing.assert_allclose(value, buffer.values[s, 0], atol=1e-5)
 
 
-def test_replays_fill_at_most_the_allowed_fraction(aeb):
+def test_replays_fill_at_most_the_allowed_fraction():
     env = nas_env()
-    experiences = aeb.ExperienceBuffer(capacity=10)
+    experiences = ExperienceBuffer(capacity=10)
     model = FNASRecurrentPPO(
         "MlpLstmPolicy", env, n_steps=4 * T, batch_size=8 * T, seed=0, experience_buffer=experiences
     )
@@ -241,7 +189,7 @@ def test_replays_fill_at_most_the_allowed_fraction(aeb):
     assert env.counters.activated == 4 * 9
 
 
-def test_replay_weights_are_truncated_ratio_times_importance(aeb):
+def test_replay_weights_are_truncated_ratio_times_importance():
     """Replaying the rollout's own episodes: rho = 1 for an unchanged policy."""
     env = nas_env()
     model = FNASRecurrentPPO("MlpLstmPolicy", env, n_steps=4 * T, batch_size=8 * T, seed=0)
@@ -261,7 +209,7 @@ def test_replay_weights_are_truncated_ratio_times_importance(aeb):
         def sample(self, k, progress, rng):
             out = []
             for i, s in enumerate(slices[:k]):
-                exp = aeb.Experience(
+                exp = Experience(
                     arch=env.search_space.from_choices([0] * T),
                     tokens=tuple(int(a) for a in buffer.actions[s, 0, 0]),
                     observations=buffer.observations[s, 0],
@@ -336,7 +284,7 @@ def test_zero_weight_steps_contribute_no_gradient():
 
 
 # ---- save / load ---------------------------------------------------------------------------
-def test_save_and_load_keep_settings_and_policy(tmp_path, aeb):
+def test_save_and_load_keep_settings_and_policy(tmp_path):
     env = CountingGate(nas_env())
     model = make_fnas_controller(env, seed=0, max_trusted_fraction=0.25, rho_max=2.0)
     model.learn(2 * model.n_steps)
