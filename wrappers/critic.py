@@ -64,10 +64,6 @@ class UncertaintyCritic:
             ``steps`` is not given (default 4).
         min_std: floor of the reward standard deviation used to standardise
             targets, in reward units (default 1e-3).
-        u_target: ``"current"`` (default, the paper's ``L_U = |U - L_V|`` with V's
-            current error on the minibatch) or ``"fresh"`` (V's error on each
-            sample measured before V trained on it: a held-out error, which
-            does not shrink as V memorises its training set).
         num_threads: torch intra-op threads while the critic predicts or trains
             (default 1, restored afterwards; ``None`` leaves torch's setting). The
             networks are tiny: more threads gain nothing and, on a busy machine,
@@ -85,7 +81,6 @@ class UncertaintyCritic:
         batch_size: int = 64,
         steps_per_sample: int = 4,
         min_std: float = 1e-3,
-        u_target: str = "current",
         num_threads: int | None = 1,
     ):
         if int(embedding_dim) < 1:
@@ -97,8 +92,6 @@ class UncertaintyCritic:
                 f"batch_size must be >= 1 and steps_per_sample >= 0, got "
                 f"{batch_size!r} and {steps_per_sample!r}"
             )
-        if u_target not in ("current", "fresh"):
-            raise ValueError(f"u_target must be 'current' or 'fresh', got {u_target!r}")
         self.config: dict[str, Any] = dict(
             embedding_dim=int(embedding_dim),
             hidden=int(hidden),
@@ -108,7 +101,6 @@ class UncertaintyCritic:
             batch_size=int(batch_size),
             steps_per_sample=int(steps_per_sample),
             min_std=float(min_std),
-            u_target=u_target,
             num_threads=None if num_threads is None else int(num_threads),
         )
         self.embedding_dim = int(embedding_dim)
@@ -127,10 +119,9 @@ class UncertaintyCritic:
         # used while there are too few samples (set by clear_replay to keep a transferred scale)
         self._prior_mean = 0.0
         self._prior_std = 1.0
-        # replay of every really evaluated sample: embedding, reward, V's error before training
+        # replay of every really evaluated sample: embedding, reward
         self._x = np.zeros((0, self.embedding_dim), dtype=np.float32)
         self._r = np.zeros(0, dtype=np.float64)
-        self._fresh = np.zeros(0, dtype=np.float64)
         self.num_updates = 0  # minibatch steps taken
 
     # ---- statistics -------------------------------------------------------------
@@ -153,7 +144,7 @@ class UncertaintyCritic:
     def _observe(self, rewards: np.ndarray) -> None:
         """Fold new rewards into the statistics, keeping predictions in reward units."""
         old_mean, old_std = self.reward_mean, self.reward_std
-        for r in rewards:
+        for r in rewards.tolist():
             self._count += 1
             delta = r - self._mean
             self._mean += delta / self._count
@@ -237,11 +228,19 @@ class UncertaintyCritic:
         start = len(self._r)
         self._x = np.concatenate([self._x, x])
         self._r = np.concatenate([self._r, r])
-        self._fresh = np.concatenate([self._fresh, error_before])
         if steps is None:
             steps = self.config["steps_per_sample"] * len(r)
         losses = self._train(int(steps), new=np.arange(start, len(self._r)))
         return {"error_before": float(error_before.mean()), **losses}
+
+    def train(self, steps: int) -> dict[str, float]:
+        """``steps`` minibatch steps on the replay (e.g. more training after ``fit_record``).
+
+        Returns the last step's losses (``loss_v``, ``loss_u``, standardised units).
+        """
+        if int(steps) < 0:
+            raise ValueError(f"steps must be >= 0, got {steps!r}")
+        return self._train(int(steps))
 
     def _train(self, steps: int, new: np.ndarray | None = None) -> dict[str, float]:
         losses = {"loss_v": math.nan, "loss_u": math.nan}
@@ -273,12 +272,7 @@ class UncertaintyCritic:
             self.v_optimizer.zero_grad(set_to_none=True)
             loss_v.backward()
             self.v_optimizer.step()
-            if self.config["u_target"] == "current":
-                target = (v.detach() - z).abs()  # V's error, detached
-            else:
-                target = torch.as_tensor(
-                    self._fresh[idx] / std, dtype=torch.float32, device=self.device
-                )
+            target = (v.detach() - z).abs()  # V's error, detached
             loss_u = (self.u_net(x).squeeze(-1) - target).abs().mean()  # L_U = |U(m) - L_V|
             self.u_optimizer.zero_grad(set_to_none=True)
             loss_u.backward()
@@ -338,11 +332,9 @@ class UncertaintyCritic:
         if steps is None:
             steps = min(self.config["steps_per_sample"] * len(xs), 5000)
         x, r = np.stack(xs), np.asarray(rs, dtype=np.float64)
-        v_before, _ = self.predict(x)
         self._observe(r)
         self._x = np.concatenate([self._x, x])
         self._r = np.concatenate([self._r, r])
-        self._fresh = np.concatenate([self._fresh, np.abs(v_before - r)])
         self._train(int(steps))
         return len(xs)
 
@@ -358,7 +350,6 @@ class UncertaintyCritic:
             raise ValueError(f"stats_count must be >= 0, got {stats_count!r}")
         self._x = self._x[:0]
         self._r = self._r[:0]
-        self._fresh = self._fresh[:0]
         mean, std = self.reward_mean, self.reward_std
         self._prior_mean, self._prior_std = mean, std
         self._count = min(self._count, int(stats_count))
@@ -375,16 +366,15 @@ class UncertaintyCritic:
             "v_optimizer": self.v_optimizer.state_dict(),
             "u_optimizer": self.u_optimizer.state_dict(),
             "stats": {
-                "count": self._count,
-                "mean": self._mean,
-                "m2": self._m2,
-                "prior_mean": self._prior_mean,
-                "prior_std": self._prior_std,
+                "count": int(self._count),
+                "mean": float(self._mean),
+                "m2": float(self._m2),
+                "prior_mean": float(self._prior_mean),
+                "prior_std": float(self._prior_std),
             },
             "replay": {
                 "x": torch.from_numpy(self._x.copy()),
                 "r": torch.from_numpy(self._r.copy()),
-                "fresh": torch.from_numpy(self._fresh.copy()),
             },
             "num_updates": self.num_updates,
             "rng": self._rng.bit_generator.state,
@@ -421,7 +411,6 @@ class UncertaintyCritic:
         replay = state["replay"]
         critic._x = replay["x"].numpy().astype(np.float32)
         critic._r = replay["r"].numpy().astype(np.float64)
-        critic._fresh = replay["fresh"].numpy().astype(np.float64)
         critic.num_updates = int(state["num_updates"])
         critic._rng.bit_generator.state = state["rng"]
         return critic

@@ -49,11 +49,14 @@ class UncertaintyGate(gym.Wrapper):
 
     ``threshold`` is a fixed float (reward units: percentage points for
     accuracy rewards) or ``"adaptive"`` (default): the ``trusted_fraction``
-    quantile of the last ``window`` U values, so that about that fraction of
-    architectures is trusted whatever the scale of U (which shrinks as the
-    critic learns). The default fraction, 0.5, is the paper's: its threshold
-    is set for about a 2x reduction of evaluations, and at most 50% of each
-    PPO batch may be trusted, so the gate alone rarely exceeds the quota.
+    quantile of U over the last ``window`` architectures, so that about that
+    fraction of architectures is trusted whatever the scale of U. U shrinks as
+    the critic learns, so the window's U values are recomputed with the
+    current critic whenever it has trained (else old, larger U values would
+    let far more than the target fraction through). The default fraction,
+    0.5, is the paper's: its threshold is set for about a 2x reduction of
+    evaluations, and at most 50% of each PPO batch may be trusted, so the gate
+    alone rarely exceeds the quota.
     ``max_uncertainty`` adds an absolute ceiling to the adaptive threshold.
 
     ## Arguments
@@ -148,7 +151,10 @@ class UncertaintyGate(gym.Wrapper):
         self.update_steps = update_steps
         self.max_uncertainty = max_uncertainty
         self.trust_enabled = bool(trust_enabled)
+        # the last `window` architectures and their U under the critic version `_u_version`
+        self._recent_x: deque[np.ndarray] = deque(maxlen=int(window))
         self._recent_u: deque[float] = deque(maxlen=int(window))
+        self._u_version: Any = None
         # untrusted samples: V before training, true reward, U
         self._v: deque[float] = deque(maxlen=int(metrics_window))
         self._r: deque[float] = deque(maxlen=int(metrics_window))
@@ -184,7 +190,7 @@ class UncertaintyGate(gym.Wrapper):
         embedding = base.search_space.one_hot(arch)
         v_pred, u_pred = self.critic.predict(embedding[None])
         v, u = float(v_pred[0]), float(u_pred[0])
-        self._recent_u.append(u)
+        self._remember_uncertainty(embedding, u)
         limit = self.current_threshold()
         warm = int(getattr(self.critic, "num_samples", 0)) >= self.warmup
         if self.trust_enabled and warm and math.isfinite(v) and u <= limit:
@@ -212,6 +218,21 @@ class UncertaintyGate(gym.Wrapper):
         info["predicted_reward"] = v
         info["threshold"] = limit
         return obs, reward, terminated, truncated, info
+
+    def _remember_uncertainty(self, embedding: np.ndarray, u: float) -> None:
+        """Keep the window's U values those of the current critic (U shrinks as it learns)."""
+        version = getattr(self.critic, "num_updates", None)
+        if (
+            self.threshold == "adaptive"
+            and self._recent_x
+            and (version is None or version != self._u_version)
+        ):
+            _, fresh = self.critic.predict(np.stack(self._recent_x))
+            self._recent_u.clear()
+            self._recent_u.extend(float(f) for f in fresh)
+        self._u_version = version
+        self._recent_x.append(embedding)
+        self._recent_u.append(u)
 
     # ---- metrics ---------------------------------------------------------------------
     def metrics(self) -> dict[str, float]:

@@ -1,0 +1,500 @@
+"""Uncertainty-aware critic (V/U networks) and the UncertaintyGate env wrapper."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from fnas_env.env import NASEnv
+from fnas_env.evaluators.base import Evaluation, Evaluator
+from fnas_env.record import SearchRecord, read_record
+from fnas_env.spaces import get_space
+from wrappers.critic import UncertaintyCritic
+from wrappers.uac import UncertaintyGate
+
+SPACE = get_space("macro")
+DIM = SPACE.embedding_dim
+# a known objective: 60 + sum over layers of a per-choice gain (best: all choice 2)
+GAIN = np.array([[0.0, 2.0, 4.0]] * SPACE.num_decisions) * np.linspace(0.5, 1.5, 8)[:, None]
+
+
+def objective(arch) -> float:
+    return 60.0 + float(sum(GAIN[i, c] for i, c in enumerate(arch.choices)))
+
+
+class SyntheticMacro(Evaluator):
+    """Macro-space evaluator with a known objective that counts its calls."""
+
+    space_name = "macro"
+
+    def __init__(self, fail_on: set | None = None):
+        self.calls = 0
+        self.fail_on = fail_on or set()
+
+    def _evaluate(self, arch) -> Evaluation:
+        self.calls += 1
+        if arch.choices in self.fail_on:
+            raise RuntimeError("diverged")
+        return Evaluation(accuracy=objective(arch), cost=1.0)
+
+
+class ScriptedCritic:
+    """Stub critic: V = 50, U = ``uncertainty(arch choices)``; records updates.
+
+    Training does not change its U, so its version (``num_updates``) stays put
+    unless a test changes U on purpose.
+    """
+
+    def __init__(self, uncertainty=lambda choices: 0.0, num_samples: int = 0):
+        self.uncertainty = uncertainty
+        self.num_samples = num_samples
+        self.num_updates = 0
+        self.updates: list[tuple[np.ndarray, list[float]]] = []
+
+    def predict(self, embeddings):
+        archs = [SPACE.from_one_hot(x) for x in np.atleast_2d(embeddings)]
+        u = np.array([float(self.uncertainty(a.choices)) for a in archs])
+        return np.full(len(archs), 50.0), u
+
+    def update(self, embeddings, rewards, steps=None):
+        self.updates.append((np.array(embeddings), list(rewards)))
+        self.num_samples += len(rewards)
+        return {}
+
+
+def one_shot_env(evaluator=None, **kwargs) -> NASEnv:
+    return NASEnv(evaluator or SyntheticMacro(), one_shot=True, **kwargs)
+
+
+def small_critic(**kwargs) -> UncertaintyCritic:
+    return UncertaintyCritic(DIM, **{"hidden": 32, "steps_per_sample": 2, **kwargs})
+
+
+def synthetic_data(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    archs = [SPACE.sample(rng) for _ in range(n)]
+    x = np.stack([SPACE.one_hot(a) for a in archs])
+    return archs, x, np.array([objective(a) for a in archs])
+
+
+# ---- the critic ---------------------------------------------------------------------------
+
+
+def test_paper_architecture():
+    critic = UncertaintyCritic(DIM)
+    for net in (critic.v_net, critic.u_net):
+        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+        assert len(linears) == 4
+        assert [m.out_features for m in linears] == [200, 200, 200, 1]
+        assert sum(isinstance(m, torch.nn.PReLU) for m in net) == 3
+
+
+def test_v_and_u_losses_decrease_on_a_fixed_dataset():
+    _, x, r = synthetic_data(128)
+    critic = UncertaintyCritic(DIM, hidden=64)
+    critic.update(x, r, steps=0)  # store without training
+    before = critic.losses()
+    critic.train(300)
+    after = critic.losses()
+    assert after["loss_v"] < 0.3 * before["loss_v"]
+    assert after["loss_u"] < before["loss_u"]
+    v, u = critic.predict(x)
+    assert np.abs(v - r).mean() < 0.3 * np.abs(r - r.mean()).mean()
+    assert (u >= 0).all()
+
+
+def test_predict_and_update_reject_bad_shapes():
+    critic = small_critic()
+    with pytest.raises(ValueError, match=f"\\(n, {DIM}\\)"):
+        critic.predict(np.zeros((2, DIM + 1)))
+    with pytest.raises(ValueError, match="rewards"):
+        critic.update(np.zeros((2, DIM)), [1.0])
+    with pytest.raises(ValueError, match="finite"):
+        critic.update(np.zeros((1, DIM)), [float("nan")])
+    with pytest.raises(ValueError, match="embedding_dim"):
+        UncertaintyCritic(0)
+
+
+def test_predictions_are_in_reward_units_and_survive_new_statistics():
+    """Standardisation is internal: new rewards move the stats, not the other predictions."""
+    _, x, r = synthetic_data(40)
+    critic = small_critic()
+    critic.update(x[:20], r[:20], steps=50)
+    v_before, u_before = critic.predict(x[20:])
+    critic.update(x[20:21], [r[20] + 30.0], steps=0)  # statistics change, no training
+    v_after, u_after = critic.predict(x[21:])
+    np.testing.assert_allclose(v_after, v_before[1:], rtol=1e-5)
+    np.testing.assert_allclose(u_after, u_before[1:], rtol=1e-4, atol=1e-6)
+    assert abs(critic.reward_mean - r[:20].mean()) > 0.5
+
+
+def test_save_load_round_trip(tmp_path):
+    _, x, r = synthetic_data(60)
+    critic = small_critic(seed=3)
+    critic.update(x[:40], r[:40])
+    path = critic.save(tmp_path / "critic.pt")
+    loaded = UncertaintyCritic.load(path)
+    for a, b in zip(critic.predict(x), loaded.predict(x)):
+        np.testing.assert_array_equal(a, b)
+    for opt_a, opt_b in (
+        (critic.v_optimizer, loaded.v_optimizer),
+        (critic.u_optimizer, loaded.u_optimizer),
+    ):
+        state_a, state_b = opt_a.state_dict()["state"], opt_b.state_dict()["state"]
+        assert state_a.keys() == state_b.keys() and len(state_a) > 0
+        for k in state_a:
+            for name in ("exp_avg", "exp_avg_sq", "step"):
+                torch.testing.assert_close(state_a[k][name], state_b[k][name])
+    assert (loaded.num_samples, loaded.num_updates) == (critic.num_samples, critic.num_updates)
+    assert (loaded.reward_mean, loaded.reward_std) == (critic.reward_mean, critic.reward_std)
+    # training goes on identically (optimiser moments, replay and sampling RNG restored)
+    critic.update(x[40:], r[40:])
+    loaded.update(x[40:], r[40:])
+    np.testing.assert_allclose(critic.predict(x)[0], loaded.predict(x)[0], rtol=1e-6)
+    with pytest.raises(ValueError, match="not a critic"):
+        torch.save({"format": "other"}, tmp_path / "other.pt")
+        UncertaintyCritic.load(tmp_path / "other.pt")
+
+
+def write_record(path, archs, rewards):
+    record = SearchRecord(path)
+    for arch, r in zip(archs, rewards):
+        record.append(arch, Evaluation(accuracy=r, cost=1.0), r, "evaluated")
+    # neither surrogate rewards nor failed evaluations are training data
+    record.append(archs[0], Evaluation(accuracy=10.0, evaluated=False), 10.0, "surrogate")
+    record.append(archs[1], Evaluation(accuracy=0.0, failed=True), 0.0, "evaluated")
+    record.append(archs[2], None, 99.0, "replayed")
+    return record
+
+
+def test_fit_record_learns_from_evaluated_entries_only(tmp_path):
+    archs, x, r = synthetic_data(80)
+    write_record(tmp_path / "record.jsonl", archs[:60], r[:60])
+    critic = small_critic(hidden=64)
+    assert critic.fit_record(tmp_path / "record.jsonl", steps=300) == 60
+    assert critic.num_samples == 60
+    assert critic.reward_mean == pytest.approx(r[:60].mean())
+    v, _ = critic.predict(x[60:])  # held-out architectures
+    assert np.abs(v - r[60:]).mean() < 0.5 * np.abs(r[60:] - r[:60].mean()).mean()
+    # entries work too; failed ones on request
+    other = small_critic()
+    entries = list(read_record(tmp_path / "record.jsonl"))
+    assert other.fit_record(entries, steps=1, include_failed=True) == 61
+
+
+def test_fit_record_refuses_another_space(tmp_path):
+    nb = get_space("nb201")
+    arch = nb.sample(np.random.default_rng(0))
+    record = SearchRecord(tmp_path / "nb.jsonl")
+    record.append(arch, Evaluation(accuracy=80.0), 80.0, "evaluated")
+    with pytest.raises(ValueError, match="transfers within one search space"):
+        small_critic().fit_record(tmp_path / "nb.jsonl")
+
+
+def test_transfer_keeps_weights_and_relearns_the_scale(tmp_path):
+    """Table 5: a critic from one search starts another and keeps learning in it."""
+    archs, x, r = synthetic_data(120)
+    source = small_critic(hidden=64)
+    source.update(x[:80], r[:80], steps=200)
+    source.save(tmp_path / "source.pt")
+    critic = UncertaintyCritic.load(tmp_path / "source.pt")
+    v_before, _ = critic.predict(x[80:])
+    critic.clear_replay()
+    assert critic.num_samples == 0
+    np.testing.assert_allclose(critic.predict(x[80:])[0], v_before, rtol=1e-6)
+    # the new task: same ranking, other scale (rewards - 20); a few samples fix the offset
+    critic.update(x[80:100], r[80:100] - 20.0, steps=60)
+    v, _ = critic.predict(x[100:])
+    assert critic.num_samples == 20
+    assert np.abs(v - (r[100:] - 20.0)).mean() < 0.5 * np.abs(v_before[20:] - (r[100:] - 20)).mean()
+
+
+# ---- the gate --------------------------------------------------------------------------------
+
+
+def final_step(env, choices):
+    env.reset(seed=0)
+    return env.step(np.asarray(choices))
+
+
+@pytest.mark.parametrize(
+    "first_layer, uncertainty, evaluated",
+    [(0, 0.1, False), (1, 1.0, False), (2, 5.0, True)],
+)
+def test_fixed_threshold_trusts_low_u_and_evaluates_high_u(first_layer, uncertainty, evaluated):
+    table = {0: 0.1, 1: 1.0, 2: 5.0}
+    evaluator = SyntheticMacro()
+    gate = UncertaintyGate(
+        one_shot_env(evaluator), ScriptedCritic(lambda c: table[c[0]]), threshold=1.0, warmup=0
+    )
+    _, reward, terminated, _, info = final_step(gate, [first_layer] + [1] * 7)
+    assert terminated
+    assert info["evaluated"] is evaluated
+    assert info["uncertainty"] == uncertainty and info["predicted_reward"] == 50.0
+    assert evaluator.calls == int(evaluated)
+    assert reward == (objective(SPACE.from_choices([first_layer] + [1] * 7)) if evaluated else 50.0)
+
+
+def stream_fraction(gate, steps: int, rng) -> float:
+    trusted = []
+    for _ in range(steps):
+        _, _, _, _, info = final_step(gate, SPACE.sample(rng).choices)
+        trusted.append(not info["evaluated"])
+    return float(np.mean(trusted[steps // 3 :]))
+
+
+@pytest.mark.parametrize(
+    "threshold, trusted_fraction, expected",
+    [("adaptive", 0.2, 0.2), ("adaptive", 0.5, 0.5), ("adaptive", 0.8, 0.8)]
+    + [(0.3, 0.8, 0.3), (0.3, 0.2, 0.3)],  # a fixed threshold ignores the target fraction
+)
+def test_adaptive_threshold_reaches_the_target_fraction(threshold, trusted_fraction, expected):
+    u_rng = np.random.default_rng(5)
+    critic = ScriptedCritic(lambda c: u_rng.random())  # U ~ uniform(0, 1)
+    gate = UncertaintyGate(
+        one_shot_env(),
+        critic,
+        threshold=threshold,
+        trusted_fraction=trusted_fraction,
+        warmup=0,
+        window=100,
+    )
+    fraction = stream_fraction(gate, 600, np.random.default_rng(0))
+    assert fraction == pytest.approx(expected, abs=0.05)
+    assert gate.metrics()["trusted_fraction"] == pytest.approx(expected, abs=0.06)
+
+
+def test_adaptive_threshold_follows_shrinking_uncertainty():
+    """U falls 100x as the critic learns; the quantile follows it."""
+    u_rng = np.random.default_rng(2)
+    scale = [1.0]
+    critic = ScriptedCritic(lambda c: scale[0] * u_rng.random())
+    gate = UncertaintyGate(one_shot_env(), critic, warmup=0, window=100)
+    rng = np.random.default_rng(0)
+    stream_fraction(gate, 300, rng)
+    scale[0] = 0.01
+    critic.num_updates += 1  # the critic changed: the gate recomputes the window's U
+    assert stream_fraction(gate, 600, rng) == pytest.approx(0.5, abs=0.06)
+    assert gate.current_threshold() < 0.01
+
+
+def test_max_uncertainty_caps_the_adaptive_threshold():
+    u_rng = np.random.default_rng(4)
+    gate = UncertaintyGate(
+        one_shot_env(),
+        ScriptedCritic(lambda c: u_rng.random()),
+        warmup=0,
+        max_uncertainty=0.1,
+    )
+    assert stream_fraction(gate, 600, np.random.default_rng(0)) == pytest.approx(0.1, abs=0.04)
+
+
+def test_warmup_never_trusts():
+    evaluator = SyntheticMacro()
+    critic = ScriptedCritic(lambda c: 0.0)  # always sure of itself
+    gate = UncertaintyGate(one_shot_env(evaluator), critic, threshold=1.0, warmup=12)
+    rng = np.random.default_rng(0)
+    flags = [final_step(gate, SPACE.sample(rng).choices)[4]["evaluated"] for _ in range(20)]
+    assert flags == [True] * 12 + [False] * 8
+    assert evaluator.calls == 12 == critic.num_samples
+
+
+def test_pretrained_critic_skips_warmup():
+    gate = UncertaintyGate(one_shot_env(), ScriptedCritic(num_samples=100), threshold=1.0)
+    assert final_step(gate, [1] * 8)[4]["evaluated"] is False
+
+
+def test_trust_disabled_never_trusts():
+    evaluator = SyntheticMacro()
+    gate = UncertaintyGate(one_shot_env(evaluator), ScriptedCritic(), threshold=1.0, warmup=0)
+    gate.set_trust_enabled(False)
+    assert gate.trust_enabled is False
+    rng = np.random.default_rng(0)
+    for _ in range(15):
+        assert final_step(gate, SPACE.sample(rng).choices)[4]["evaluated"] is True
+    assert evaluator.calls == 15
+    gate.set_trust_enabled(True)
+    assert final_step(gate, [2] * 8)[4]["evaluated"] is False
+    assert evaluator.calls == 15
+
+
+def test_trusted_step_calls_no_evaluation_and_records_a_surrogate_entry():
+    evaluator = SyntheticMacro()
+    env = one_shot_env(evaluator)
+    gate = UncertaintyGate(env, ScriptedCritic(), threshold=1.0, warmup=0)
+    _, reward, terminated, truncated, info = final_step(gate, [2, 1, 0, 0, 1, 2, 2, 1])
+    assert evaluator.calls == 0
+    assert (reward, terminated, truncated) == (50.0, True, False)
+    assert info["evaluated"] is False and info["cost"] == 0.0 and info["reward"] == 50.0
+    entry = env.record.entries[-1]
+    assert entry.kind == "surrogate" and entry.reward == 50.0 and entry.arch == "21001221"
+    assert entry.extras["uncertainty"] == 0.0
+    assert (env.counters.surrogate, env.counters.activated) == (1, 0)
+
+
+def test_evaluated_step_trains_the_critic_on_the_real_reward():
+    evaluator = SyntheticMacro()
+    critic = ScriptedCritic(lambda c: 9.0)
+    gate = UncertaintyGate(one_shot_env(evaluator), critic, threshold=1.0, warmup=0, update_steps=3)
+    arch = SPACE.from_choices([2, 2, 2, 2, 1, 1, 0, 0])
+    info = final_step(gate, arch.choices)[4]
+    assert info["evaluated"] is True and evaluator.calls == 1
+    ((x, rewards),) = critic.updates
+    np.testing.assert_array_equal(x[0], SPACE.one_hot(arch))
+    assert rewards == [objective(arch)]
+
+
+def test_failed_evaluation_is_not_learnt_from():
+    arch = SPACE.from_choices([1] * 8)
+    critic = ScriptedCritic(lambda c: 9.0)
+    evaluator = SyntheticMacro({arch.choices})
+    gate = UncertaintyGate(one_shot_env(evaluator), critic, threshold=1.0, warmup=0)
+    with pytest.warns(RuntimeWarning, match="failed"):
+        _, reward, _, _, info = final_step(gate, arch.choices)
+    assert info["failed"] is True and reward == 0.0 and evaluator.calls == 1
+    assert critic.updates == [] and math.isnan(gate.metrics()["v_mae"])
+
+
+def test_v_error_is_measured_before_training():
+    archs, x, r = synthetic_data(40)
+    critic = small_critic()
+    critic.update(x[:30], r[:30])
+    gate = UncertaintyGate(one_shot_env(), critic, warmup=10**6)  # never trust
+    errors = []
+    for arch in archs[30:]:
+        v_before = float(critic.predict(SPACE.one_hot(arch))[0][0])
+        info = final_step(gate, arch.choices)[4]
+        assert info["predicted_reward"] == pytest.approx(v_before)
+        assert float(critic.predict(SPACE.one_hot(arch))[0][0]) != pytest.approx(v_before)
+        errors.append(abs(v_before - objective(arch)))
+    metrics = gate.metrics()
+    assert metrics["v_mae"] == pytest.approx(np.mean(errors))
+    assert metrics["v_mae_recent"] == pytest.approx(np.mean(errors))
+    assert math.isfinite(metrics["v_spearman"]) and math.isfinite(metrics["u_error_spearman"])
+    assert metrics["critic_samples"] == 40 and metrics["trusted_fraction"] == 0.0
+
+
+def test_metrics_keys_and_values():
+    u_rng = np.random.default_rng(0)
+    gate = UncertaintyGate(one_shot_env(), ScriptedCritic(lambda c: u_rng.random()), warmup=0)
+    assert math.isnan(gate.metrics()["trusted_fraction"])
+    stream_fraction(gate, 60, np.random.default_rng(1))
+    metrics = gate.metrics()
+    assert set(metrics) == {
+        "trusted_fraction",
+        "trusted",
+        "evaluated",
+        "v_mae",
+        "v_mae_recent",
+        "v_spearman",
+        "u_error_pearson",
+        "u_error_spearman",
+        "threshold",
+        "critic_updates",
+        "critic_samples",
+    }
+    assert metrics["trusted"] + metrics["evaluated"] == 60
+    assert len(gate.critic.updates) == metrics["evaluated"] == metrics["critic_samples"]
+    assert 0.0 < metrics["threshold"] < 1.0
+    assert math.isnan(metrics["v_spearman"])  # V is constant: no rank correlation
+    assert all(isinstance(v, float) for v in metrics.values())
+
+
+def test_learnt_critic_ranks_and_gate_trusts_where_it_is_accurate():
+    """Real critic on the synthetic objective: trusted rewards are close to the truth."""
+    evaluator = SyntheticMacro()
+    critic = small_critic(hidden=64, steps_per_sample=4)
+    gate = UncertaintyGate(one_shot_env(evaluator), critic, warmup=40, window=50)
+    rng = np.random.default_rng(0)
+    trusted_error = []
+    for _ in range(100):
+        arch = SPACE.sample(rng)
+        _, reward, _, _, info = final_step(gate, arch.choices)
+        if not info["evaluated"]:
+            trusted_error.append(abs(reward - objective(arch)))
+    assert 0.2 < gate.metrics()["trusted_fraction"] < 0.45  # 40 warm-up samples, then ~half
+    assert evaluator.calls == critic.num_samples == 100 - len(trusted_error)
+    _, x, r = synthetic_data(300, seed=9)  # held-out architectures
+    v, _ = critic.predict(x)
+    assert stats.spearmanr(v, r)[0] > 0.9
+    assert np.mean(trusted_error) < 0.3 * np.abs(r - r.mean()).mean()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"threshold": "high"}, "adaptive"),
+        ({"threshold": -1.0}, "adaptive"),
+        ({"trusted_fraction": 1.0}, "trusted_fraction"),
+        ({"warmup": -1}, "warmup"),
+        ({"critic": object()}, "predict"),
+    ],
+)
+def test_gate_rejects_bad_arguments(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        UncertaintyGate(one_shot_env(), **kwargs)
+
+
+def test_gate_refuses_inner_wrappers_that_would_miss_the_last_step():
+    from stable_baselines3.common.monitor import Monitor
+
+    with pytest.raises(TypeError, match="Monitor"):
+        UncertaintyGate(Monitor(one_shot_env()), ScriptedCritic())
+    with pytest.raises(TypeError, match="NASEnv"):
+        UncertaintyGate(gym.make("CartPole-v1"), ScriptedCritic())
+
+
+def test_gate_on_gym_make_env_with_real_benchmark(benchmark_dir):
+    """Sequential episodes on NAS-Bench-Macro through gym.make's wrapper stack."""
+    import fnas_env  # noqa: F401  (registers the ids)
+
+    env = gym.make("FNAS-Macro-v0", benchmark_dir=benchmark_dir)
+    gate = UncertaintyGate(env, small_critic(), warmup=3)
+    rng = np.random.default_rng(0)
+    kinds = []
+    for episode in range(8):
+        gate.reset(seed=episode)
+        for t in range(SPACE.num_decisions):
+            obs, reward, terminated, truncated, info = gate.step(int(rng.integers(3)))
+            assert terminated == (t == SPACE.num_decisions - 1) and not truncated
+        kinds.append(info["evaluated"])
+        assert 0.0 < reward < 100.0 and gate.observation_space.contains(obs)
+    counters = env.unwrapped.record.counters
+    assert kinds[:3] == [True] * 3 and not all(kinds)
+    assert (counters.activated, counters.surrogate) == (kinds.count(True), kinds.count(False))
+
+
+def test_works_with_sb3_algorithms_and_a_shared_critic():
+    from stable_baselines3 import A2C, PPO
+    from stable_baselines3.common.env_checker import check_env
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(UncertaintyGate(NASEnv(SyntheticMacro()), small_critic(), warmup=2))
+
+    critic = small_critic(steps_per_sample=1)
+    gates = [
+        UncertaintyGate(NASEnv(SyntheticMacro()), critic, warmup=6, update_steps=1)
+        for _ in range(2)
+    ]
+    venv = DummyVecEnv([lambda g=g: Monitor(g) for g in gates])
+    for algo in (PPO, A2C):
+        model = algo("MlpPolicy", venv, n_steps=16, seed=0, device="cpu")
+        model.learn(total_timesteps=64)
+    activated = sum(g.unwrapped.record.counters.activated for g in gates)
+    surrogate = sum(g.unwrapped.record.counters.surrogate for g in gates)
+    assert activated + surrogate == 128 // SPACE.num_decisions
+    assert critic.num_samples == activated  # one critic learnt from both envs
+    assert surrogate == sum(g.num_trusted for g in gates) > 0
+    trusted = venv.env_method("get_wrapper_attr", "trust_enabled")
+    assert trusted == [True, True]
+    venv.env_method("set_trust_enabled", False)
+    assert [g.trust_enabled for g in gates] == [False, False]
