@@ -18,6 +18,8 @@ __all__ = [
     "run_method",
     "register_method",
     "METHODS",
+    "FNASRecurrentPPO",
+    "make_fnas_controller",
 ]
 
 _LAZY = {
@@ -29,6 +31,8 @@ _LAZY = {
     "run_method": "agents.harness",
     "register_method": "agents.harness",
     "METHODS": "agents.harness",
+    "FNASRecurrentPPO": "agents.fnas_ppo",
+    "make_fnas_controller": "agents.fnas_ppo",
 }
 
 

@@ -135,9 +135,9 @@ def _ppo_lstm(env, budget, seed, logdir=None, progress_bar=False):
 
     model = make_controller(env, seed=seed, tensorboard_log=logdir)
     horizon = nas_env(env).horizon
-    # the callback stops at the budget; the step limit is only a safety net
+    # every episode is one activated sample: T x budget steps; the callback stops exactly there
     model.learn(
-        total_timesteps=horizon * budget * 100,
+        total_timesteps=horizon * budget,
         callback=SearchBudgetCallback(budget),
         progress_bar=progress_bar,
     )
