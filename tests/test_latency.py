@@ -1,0 +1,203 @@
+"""Latency: timing, the JSON cache (reload, corrupt files), the lookup table, MACs cost."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+from torch import nn
+
+from fnas_env.latency import (
+    LatencyCache,
+    LatencyModel,
+    LatencyTable,
+    measure_times,
+    model_parts,
+    time_module,
+)
+from fnas_env.models import ProxyModelConfig, build_model, count_macs_params
+from fnas_env.spaces import get_space
+
+CONFIG = ProxyModelConfig(width_mult=0.25, resolution=8, num_classes=10, head_channels=64)
+FAST = dict(threads=1, warmup=1, repeats=5, max_seconds=0.1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: with 2 threads on a loaded 2-core machine OpenMP waits dominate."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def archs():
+    space = get_space("mnas")
+    rng = np.random.default_rng(0)
+    return [space.sample(rng) for _ in range(3)]
+
+
+def test_time_module_restores_state_and_returns_positive_times() -> None:
+    module = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+    module.train()
+    before = torch.get_num_threads()
+    times = time_module(module, torch.randn(1, 3, 8, 8), threads=1, warmup=1, repeats=4)
+    assert 1 <= len(times) <= 4
+    assert all(isinstance(t, float) and t > 0 for t in times)
+    assert module.training
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads"):
+        time_module(module, torch.randn(1, 3, 8, 8), threads=0)
+
+
+def test_measure_times_respects_repeats(archs) -> None:
+    times = measure_times(archs[0], CONFIG, threads=1, warmup=0, repeats=3, max_seconds=10.0)
+    assert len(times) == 3 and min(times) > 0
+
+
+def test_measured_latency_is_cached(archs, monkeypatch) -> None:
+    model = LatencyModel("measured", **FAST)
+    first = model.latency(archs[0], CONFIG)
+    assert isinstance(first, float) and first > 0
+    assert model.measurements == 1
+    calls = []
+    monkeypatch.setattr(model, "_measure", lambda a, c: calls.append(a) or 123.0)
+    assert model.latency(archs[0], CONFIG) == first  # hit: no new measurement
+    assert calls == [] and model.measurements == 1
+    # another config is another entry
+    assert model.latency(archs[0], ProxyModelConfig.digits()) == 123.0
+    assert len(calls) == 1 and model.measurements == 2
+
+
+def test_cache_file_survives_reload(archs, tmp_path, monkeypatch) -> None:
+    path = tmp_path / "cache" / "latency.json"
+    first = LatencyModel("measured", cache_path=path, **FAST)
+    values = [first.latency(a, CONFIG) for a in archs[:2]]
+    assert path.is_file()
+    assert [p.name for p in path.parent.iterdir()] == ["latency.json"]  # no temp files left
+    data = json.loads(path.read_text())
+    assert data["version"] == 1 and len(data["measured"]) == 2 and len(data["configs"]) == 1
+
+    second = LatencyModel("measured", cache_path=path, **FAST)
+
+    def boom(a, c):
+        raise AssertionError("should be a cache hit")
+
+    monkeypatch.setattr(second, "_measure", boom)
+    assert [second.latency(a, CONFIG) for a in archs[:2]] == values
+    assert second.measurements == 0
+    # another thread count is another key
+    other = LatencyModel("measured", cache_path=path, **{**FAST, "threads": 2})
+    monkeypatch.setattr(other, "_measure", lambda a, c: 7.0)
+    assert other.latency(archs[0], CONFIG) == 7.0
+
+
+def test_concurrent_writers_merge(tmp_path) -> None:
+    path = tmp_path / "latency.json"
+    a, b = LatencyCache(path), LatencyCache(path)
+    a.put("measured", "x", 1.0)
+    b.put("measured", "y", 2.0)  # b never saw x, but merges it from disk
+    reloaded = LatencyCache(path)
+    assert reloaded.get("measured", "x") == 1.0 and reloaded.get("measured", "y") == 2.0
+
+
+@pytest.mark.parametrize(
+    "content", ['{"version": 1, "measured": {"a": 1.0', "not json at all", "[1, 2]", ""]
+)
+def test_corrupt_or_partial_cache_is_replaced(content, archs, tmp_path, monkeypatch) -> None:
+    path = tmp_path / "latency.json"
+    path.write_text(content)
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        model = LatencyModel("measured", cache_path=path, **FAST)
+    monkeypatch.setattr(model, "_measure", lambda a, c: 5.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the save re-reads the bad file once
+        assert model.latency(archs[0], CONFIG) == 5.0
+    data = json.loads(path.read_text())  # valid again
+    assert list(data["measured"].values()) == [5.0]
+
+
+def test_macs_cost_model(archs) -> None:
+    model = LatencyModel("macs")
+    assert model.unit == "MMACs"
+    value = model.latency(archs[1], CONFIG)
+    expected = count_macs_params(build_model(archs[1], CONFIG), CONFIG).macs / 1e6
+    assert value == pytest.approx(expected) and value > 0
+    assert model.latency(archs[1], CONFIG) == value and model.measurements == 1
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="cost_model"):
+        LatencyModel("flops")
+    with pytest.raises(ValueError, match="repeats"):
+        LatencyModel(repeats=0)
+    with pytest.raises(TypeError, match="Architecture"):
+        LatencyModel().latency("mb6", CONFIG)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="calibration_archs"):
+        LatencyTable(calibration_archs=-1)
+
+
+def test_model_parts_cover_the_network(archs) -> None:
+    model = build_model(archs[0], CONFIG)
+    parts = model_parts(model)
+    n_layers = sum(len(b.layers) for b in model.blocks)
+    assert len(parts) == 1 + n_layers + 1
+    assert sum(p.numel() for m in parts for p in m.parameters()) == sum(
+        p.numel() for p in model.parameters()
+    )
+    nb201 = build_model(get_space("nb201").sample(np.random.default_rng(1)), CONFIG)
+    assert len(model_parts(nb201)) == 1 + len(nb201.cells) + 1
+
+
+def test_lut_reuses_parts_and_calibrates(archs) -> None:
+    table = LatencyTable(
+        calibration_archs=2, network_timing=dict(warmup=1, repeats=3, max_seconds=0.1), **FAST
+    )
+    table.repeats, table.max_seconds = 3, 0.05
+    a, b, c = archs
+    pa = table.predict(a, CONFIG)
+    n_parts = table.measurements
+    assert pa > 0 and table.calibrations == 1 and n_parts >= 3
+    assert table.predict(a, CONFIG) == pa and table.measurements == n_parts  # no new timing
+    table.predict(b, CONFIG)
+    assert table.calibrations == 2 and table.calibrated(CONFIG)
+    n_before = table.measurements
+    pc = table.predict(c, CONFIG)  # calibrated: predicted, not timed whole
+    assert table.calibrations == 2
+    # the stem (same for every mnas architecture at one config) is reused at least
+    n_parts_c = len(model_parts(build_model(c, CONFIG)))
+    assert 0 <= table.measurements - n_before < n_parts_c
+    assert pc == pytest.approx(table.scale(CONFIG) * table.raw(c, CONFIG))
+    assert pc > 0 and table.scale(CONFIG) > 0
+
+
+def test_lut_prediction_tracks_measurement() -> None:
+    """Part sums rank clearly different networks like whole-network timings (sanity)."""
+    space = get_space("macro")
+    config = ProxyModelConfig(width_mult=0.5, resolution=16, num_classes=10)
+    archs = [space.from_string(s) for s in ("00000000", "10000001", "11111111", "22222222")]
+    table = LatencyTable(calibration_archs=0, threads=1, warmup=1, repeats=5, max_seconds=0.1)
+    predicted = [table.predict(a, config) for a in archs]
+    measured = [
+        float(np.median(measure_times(a, config, threads=1, warmup=2, repeats=7, max_seconds=1)))
+        for a in archs
+    ]
+    assert all(p > 0 for p in predicted) and all(m > 0 for m in measured)
+    assert predicted[0] < predicted[-1] and measured[0] < measured[-1]
+    assert spearmanr(predicted, measured).statistic > 0
+
+
+def test_lut_cost_model_through_latency_model(tmp_path, archs) -> None:
+    path = tmp_path / "lat.json"
+    model = LatencyModel("lut", cache_path=path, **FAST)
+    model.table.calibration_archs = 1
+    value = model.latency(archs[0], CONFIG)
+    assert value > 0 and model.unit == "ms"
+    data = json.loads(path.read_text())
+    assert len(data["lut"]) == model.table.measurements > 0
+    assert len(data["calibration"]) == 1
