@@ -51,6 +51,13 @@ class TrainConfig:
             epochs). Gives every candidate equal iterations (the knowledge pool's
             fairness condition).
         eval_batch_size: images per validation forward pass (default 512).
+        bn_recalibration: training images passed forward (no gradients) to
+            recompute BatchNorm running statistics before validation (default
+            2048, i.e. all of digits' training split; 0 disables). A proxy
+            training of a few dozen steps leaves the running averages far from
+            the final weights' statistics, and validation accuracy then says
+            little about the architecture; recalibration fixes that for about
+            one third of a training step per batch.
         check_every: steps between divergence checks (default 10); the only host
             reads of the loss during training.
         deterministic: run under ``torch.use_deterministic_algorithms`` (restored
@@ -59,6 +66,9 @@ class TrainConfig:
             switch's first call imports torch's compiler stack (seconds).
         num_threads: torch intra-op threads while training (default None: leave
             torch's setting).
+        channels_last: train in the NHWC memory format (default True). On CPU,
+            oneDNN's depthwise-convolution backward is about 2x faster in it for
+            MnasNet-like proxies (measured on this project's 8x8 digits proxy).
     """
 
     epochs: int = 5
@@ -73,9 +83,11 @@ class TrainConfig:
     seed: int = 0
     max_iterations: int | None = None
     eval_batch_size: int = 512
+    bn_recalibration: int = 2048
     check_every: int = 10
     deterministic: bool | None = None
     num_threads: int | None = None
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -91,6 +103,8 @@ class TrainConfig:
             raise ValueError(
                 f"max_iterations must be a positive int or None, got {self.max_iterations}"
             )
+        if self.bn_recalibration < 0:
+            raise ValueError(f"bn_recalibration must be >= 0, got {self.bn_recalibration}")
         if self.resolution is not None and self.resolution < 1:
             raise ValueError(f"resolution must be a positive int or None, got {self.resolution}")
 
@@ -163,6 +177,8 @@ class ProxyTrainer:
             if deterministic:
                 torch.use_deterministic_algorithms(True, warn_only=True)
             model = model.to(self.device)
+            if cfg.channels_last:
+                model = model.to(memory_format=torch.channels_last)
             init = init_fn(model) if init_fn is not None else None
             init_seconds = time.perf_counter() - start
             x_train, y_train, x_val, y_val = self._tensors(data)
@@ -171,6 +187,8 @@ class ProxyTrainer:
             iterations, final_loss, diverged, seen = self._fit(model, x_train, y_train)
             train_seconds = time.perf_counter() - t0
             t1 = time.perf_counter()
+            if not diverged and cfg.bn_recalibration:
+                self._recalibrate_bn(model, x_train)
             accuracy = 0.0 if diverged else self._accuracy(model, x_val, y_val)
             if not math.isfinite(accuracy):
                 accuracy, diverged = 0.0, True
@@ -209,7 +227,10 @@ class ProxyTrainer:
                 self._resized = (data, size, resize(x_train), resize(x_val))
             x_train, x_val = self._resized[2], self._resized[3]
         dev = self.device
-        return x_train.to(dev), data.y_train.to(dev), x_val.to(dev), data.y_val.to(dev)
+        fmt = torch.channels_last if self.config.channels_last else torch.contiguous_format
+        x_train = x_train.to(dev, memory_format=fmt)
+        x_val = x_val.to(dev, memory_format=fmt)
+        return x_train, data.y_train.to(dev), x_val, data.y_val.to(dev)
 
     def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         cfg = self.config
@@ -274,6 +295,27 @@ class ProxyTrainer:
         if not math.isfinite(final_loss) and total > 0:
             return step, math.nan, True, seen
         return step, final_loss, False, seen
+
+    @torch.no_grad()
+    def _recalibrate_bn(self, model: nn.Module, x: torch.Tensor) -> None:
+        """Recompute BatchNorm running statistics as exact averages over training images."""
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        norms = [m for m in norms if m.track_running_stats]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average over the batches below
+        model.train()
+        n = min(x.shape[0], self.config.bn_recalibration)
+        bs = self.config.eval_batch_size
+        try:
+            for i in range(0, n, bs):
+                model(x[i : min(i + bs, n)])
+        finally:
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
 
     @torch.inference_mode()
     def _accuracy(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
