@@ -434,6 +434,8 @@ def test_learnt_critic_ranks_and_gate_trusts_where_it_is_accurate():
         ({"trusted_fraction": 1.0}, "trusted_fraction"),
         ({"warmup": -1}, "warmup"),
         ({"critic": object()}, "predict"),
+        ({"critic": UncertaintyCritic(DIM + 1, hidden=4)}, "one search space"),
+        ({"update_steps": -2}, "update_steps"),
     ],
 )
 def test_gate_rejects_bad_arguments(kwargs, message):

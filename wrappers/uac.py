@@ -144,6 +144,14 @@ class UncertaintyGate(gym.Wrapper):
                 raise TypeError(
                     f"critic must have a {method}() method, got {type(critic).__name__}"
                 )
+        dim = getattr(critic, "embedding_dim", base.search_space.embedding_dim)
+        if dim != base.search_space.embedding_dim:
+            raise ValueError(
+                f"critic takes {dim}-dim embeddings; space {base.search_space.name!r} has "
+                f"{base.search_space.embedding_dim} (a critic is tied to one search space)"
+            )
+        if update_steps is not None and int(update_steps) < 0:
+            raise ValueError(f"update_steps must be None or >= 0, got {update_steps!r}")
         self.critic = critic
         self.threshold = threshold if isinstance(threshold, str) else float(threshold)
         self.trusted_fraction = float(trusted_fraction)
