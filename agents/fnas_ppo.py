@@ -332,6 +332,8 @@ class FNASRecurrentPPO(RecurrentPPO):
         values_np = values.flatten().cpu().numpy()
         log_probs_np = log_probs.flatten().cpu().numpy()
         for i, stage in enumerate(self._staged or ()):
+            if self._last_episode_starts[i]:
+                stage.clear()  # leftovers of an episode cut short (a callback stopped learn)
             if len(stage) >= self.n_steps:
                 raise ValueError(
                     f"an episode ran longer than n_steps={self.n_steps}: FNASRecurrentPPO "
@@ -356,10 +358,11 @@ class FNASRecurrentPPO(RecurrentPPO):
         assert self._staged is not None
         episode = self._staged[idx].pop()
         length = len(episode.rewards)
-        trusted = info.get("evaluated", True) is False
+        trusted = not bool(info.get("evaluated", True))
         if trusted:
             quota = self.max_trusted_fraction * stats.target_steps
-            if stats.trusted_steps + length > quota + 1e-9 and not stats.force_accept:
+            over = self.max_trusted_fraction < 1.0 and stats.trusted_steps + length > quota + 1e-9
+            if over and not stats.force_accept:
                 stats.discarded += 1
                 stats.discarded_steps += length
                 self.fnas_counters.discarded_trusted += 1

@@ -373,3 +373,40 @@ def test_fnas_reaches_the_optimum_with_fewer_activated_samples():
     fnas = np.median([activated_to_optimum(True, s) for s in seeds])
     assert fnas < plain, (fnas, plain)
     assert np.isfinite(fnas)
+
+
+def test_real_nb201_env_counters_agree_with_the_record(benchmark_dir):
+    import fnas_env  # noqa: F401  (registers the ids)
+    from wrappers.uac import UncertaintyGate
+
+    gate = UncertaintyGate(gym.make("FNAS-NB201-v0", benchmark_dir=benchmark_dir), warmup=8)
+    model = make_fnas_controller(gate, seed=0)
+    model.learn(2 * model.n_steps)  # replays start in the second rollout
+    record, ours = gate.unwrapped.counters, model.fnas_counters
+    assert record.activated == ours.evaluated  # every evaluated episode is kept
+    assert record.surrogate == ours.accepted_trusted + ours.discarded_trusted
+    assert record.replayed == ours.replayed > 0
+    assert ours.accepted_trusted <= ours.evaluated
+
+
+def test_no_cap_keeps_every_trusted_episode_of_lockstep_envs():
+    venv = DummyVecEnv([lambda: AlwaysTrusted(nas_env()) for _ in range(2)])
+    model = FNASRecurrentPPO(
+        "MlpLstmPolicy", venv, n_steps=2 * T, batch_size=4 * T, max_trusted_fraction=1.0
+    )
+    buffer = rollout(model, start(model))
+    assert buffer.episode_kinds == ["trusted"] * 4
+    assert model.fnas_counters.discarded_trusted == 0
+
+
+def test_an_interrupted_episode_is_not_glued_to_the_next_one():
+    class StopAfter(BaseCallback):
+        def _on_step(self) -> bool:
+            return self.n_calls < 3
+
+    model = FNASRecurrentPPO("MlpLstmPolicy", nas_env(), n_steps=2 * T, batch_size=2 * T, seed=0)
+    model.learn(100, callback=StopAfter())  # stops 3 tokens into the first episode
+    buffer = rollout(model, start(model))  # _setup_learn resets the env
+    assert [b - a for a, b in buffer.episode_bounds] == [T, T]
+    np.testing.assert_array_equal(buffer.episode_starts[:, 0][: 2 * T : T], [1, 1])
+    assert buffer.episode_starts[: 2 * T, 0].sum() == 2
