@@ -254,6 +254,11 @@ def test_fairness_refuses_other_iterations(tmp_path: Path) -> None:
         KnowledgePool(tmp_path / "akp", iterations=200)
     with pytest.raises(ValueError, match="positive int"):
         pool.store(ToyNet(b), b, iterations=0)
+    # a batch store follows the same rule: all refused, or all stored with one index write
+    batch = [(ToyNet(uniform_arch(i)), uniform_arch(i)) for i in (2, 3)]
+    assert pool.store_many(batch, iterations=7) == 0 and len(pool) == 9
+    assert pool.store_many(batch, iterations=100) == 2 and len(pool) == 27
+    assert pool.counters.refused == 3 and pool.counters.stores == 3
 
 
 def test_capacity_evicts_oldest_and_duplicates_replace(tmp_path: Path) -> None:
