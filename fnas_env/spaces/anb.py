@@ -47,6 +47,12 @@ class AnbSpace(SearchSpace):
 
     def _parse_block(self, text: str, block: int) -> tuple:
         e, k, layers, se = text.split("_")
-        if not (e[0] == "e" and k[0] == "k" and layers[0] == "l" and se[:2] == "se"):
+        if not (
+            e[0] == "e"
+            and k[0] == "k"
+            and layers[0] == "l"
+            and se[:2] == "se"
+            and se[2:] in ("0", "1")
+        ):
             raise ValueError("fields are e{expansion}_k{kernel}_l{layers}_se{0|1}")
         return int(e[1:]), int(k[1:]), int(layers[1:]), bool(int(se[2:]))

@@ -62,7 +62,9 @@ class MnasSpace(SearchSpace):
             "se": se,
             "skip": skip,
             "filters": mult,
-            "out_channels": max(8, int(round(c * mult / 8)) * 8) if c >= 16 else c,
+            # nearest multiple of 8, halves up (round() would send 20 to 16, making
+            # x1.25 of the 16-channel stage equal to x1.0)
+            "out_channels": max(8, int(c * mult / 8 + 0.5) * 8),
             "layers": max(1, n + dl),
             "stride": s,
             "expansion": {"mb3": 3, "mb6": 6}.get(op, 1),
