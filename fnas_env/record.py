@@ -127,6 +127,7 @@ class SearchRecord:
             if self.path.exists():
                 for entry in read_record(self.path):
                     self._keep(entry)
+                _end_torn_line(self.path)
 
     def _keep(self, entry: RecordEntry) -> None:
         self.entries.append(entry)
@@ -182,6 +183,23 @@ class SearchRecord:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+
+def _end_torn_line(path: Path) -> None:
+    """End a torn last line (killed writer) so the next entry starts a line of its own."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_record(path: str | os.PathLike) -> Iterator[RecordEntry]:

@@ -1,0 +1,161 @@
+"""Durable search record: round trip, counters, SIGKILL safety, resume."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from fnas_env import Architecture
+from fnas_env.evaluators import Evaluation
+from fnas_env.record import SearchCounters, SearchRecord, read_record
+from fnas_env.spaces import get_space
+
+MACRO = get_space("macro")
+
+
+def _arch(i: int) -> Architecture:
+    """The i-th macro architecture (base-3 digits)."""
+    digits = np.base_repr(i, 3).zfill(8)[-8:]
+    return MACRO.from_string(digits)
+
+
+def test_entries_round_trip(tmp_path):
+    path = tmp_path / "sub" / "record.jsonl"
+    record = SearchRecord(path, seed=7)
+    ev = Evaluation(
+        accuracy=np.float32(91.25),
+        latency=np.float64(3.5),
+        macs=12.0,
+        params=0.5,
+        cost=120.0,
+        extras={"test_accuracy": 90.0, "runs": [1.0, 2.0], "nested": {"a": np.int64(3)}},
+    )
+    written = [
+        record.append(_arch(1), ev, 91.25, "evaluated", wall_time=2.5),
+        record.append(_arch(2), ev.replace(evaluated=False), 88.0, "surrogate"),
+        record.append(_arch(3), None, 80.0, "replayed"),
+        record.append(_arch(4), ev.replace(accuracy=math.nan, failed=True), 0.0, "evaluated"),
+    ]
+    back = list(read_record(path))
+    assert len(back) == 4
+    for w, b in zip(written, back):
+        assert b.arch == w.arch == MACRO.to_string(b.architecture)
+        assert b.architecture == Architecture("macro", w.choices)
+        assert (b.kind, b.reward, b.seed, b.failed) == (w.kind, w.reward, 7, w.failed)
+        assert b.timestamp == w.timestamp
+    first = back[0]
+    assert first.accuracy == 91.25 and first.latency == 3.5 and first.cost == 120.0
+    assert first.wall_time == 2.5 and first.evaluated
+    assert first.extras == {"test_accuracy": 90.0, "runs": [1.0, 2.0], "nested": {"a": 3}}
+    assert back[2].accuracy is None and not back[2].evaluated  # replayed: no evaluation
+    assert back[3].accuracy is None and back[3].failed
+    assert [e.arch for e in record.evaluated()] == [back[0].arch, back[3].arch]
+
+
+def test_append_rejects_unknown_kind(tmp_path):
+    record = SearchRecord(tmp_path / "r.jsonl")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        record.append(_arch(0), Evaluation(accuracy=1.0), 1.0, "guessed")
+    assert len(record) == 0
+
+
+def test_counters():
+    record = SearchRecord(None)
+    ev = Evaluation(accuracy=70.0, cost=10.0)
+    record.append(_arch(0), ev, 70.0, "evaluated")
+    record.append(_arch(1), ev.replace(accuracy=75.0, cost=5.0), 72.0, "evaluated")
+    record.append(_arch(2), ev.replace(evaluated=False, accuracy=99.0), 99.0, "surrogate")
+    record.append(_arch(3), None, 98.0, "replayed")
+    record.append(_arch(4), ev.replace(accuracy=0.0, failed=True, cost=1.0), 0.0, "evaluated")
+    c = record.counters
+    assert (c.sampled, c.activated, c.surrogate, c.replayed, c.failed) == (4, 3, 1, 1, 1)
+    assert c.cost == pytest.approx(16.0)
+    # surrogate and replayed rewards never count as the best found
+    assert (c.best_reward, c.best_arch, c.best_accuracy) == (72.0, _arch(1).__str__(), 75.0)
+    assert SearchCounters().best_reward == -math.inf
+
+
+def test_reopen_resumes_counters(tmp_path):
+    path = tmp_path / "r.jsonl"
+    record = SearchRecord(path)
+    for i in range(5):
+        record.append(_arch(i), Evaluation(accuracy=60.0 + i, cost=1.0), 60.0 + i, "evaluated")
+    record.append(_arch(9), None, 1.0, "replayed")
+    resumed = SearchRecord(path)
+    assert resumed.counters == record.counters
+    assert len(resumed) == 6
+    resumed.append(_arch(10), Evaluation(accuracy=99.0, cost=1.0), 99.0, "evaluated")
+    again = SearchRecord(path)
+    assert (again.counters.activated, again.counters.best_reward) == (6, 99.0)
+
+
+def test_torn_last_line_is_skipped_and_resume_appends_cleanly(tmp_path):
+    path = tmp_path / "r.jsonl"
+    record = SearchRecord(path)
+    for i in range(3):
+        record.append(_arch(i), Evaluation(accuracy=50.0, cost=1.0), 50.0, "evaluated")
+    full = path.read_bytes()
+    with open(path, "ab") as f:  # a killed writer's half line
+        f.write(full.splitlines()[0][:40])
+    assert len(list(read_record(path))) == 3
+    resumed = SearchRecord(path)
+    assert resumed.counters.activated == 3
+    resumed.append(_arch(7), Evaluation(accuracy=77.0, cost=1.0), 77.0, "evaluated")
+    back = list(read_record(path))
+    assert [e.arch for e in back] == [_arch(i).__str__() for i in (0, 1, 2, 7)]
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from fnas_env.evaluators import Evaluation
+    from fnas_env.record import SearchRecord
+    from fnas_env.spaces import get_space
+
+    space = get_space("macro")
+    record = SearchRecord(sys.argv[1])
+    i = 0
+    while True:
+        digits = "".join(str((i // 3**k) % 3) for k in range(8))
+        ev = Evaluation(accuracy=float(i % 97), cost=1.0, extras={"i": i, "pad": "x" * 300})
+        record.append(space.from_string(digits), ev, float(i), "evaluated")
+        i += 1
+        print(i, flush=True)
+    """
+)
+
+
+def test_sigkill_loses_no_completed_entry(tmp_path):
+    path = tmp_path / "killed.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        completed = 0
+        while completed < 30:
+            line = proc.stdout.readline()
+            assert line, f"writer died: {proc.stderr.read()}"
+            completed = int(line)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    entries = list(read_record(path))
+    # every append that returned (and was reported) is on disk, in order
+    assert len(entries) >= completed
+    assert [e.extras["i"] for e in entries] == list(range(len(entries)))
+    assert all(e.reward == float(e.extras["i"]) for e in entries)
+    resumed = SearchRecord(path)
+    assert resumed.counters.activated == len(entries)
