@@ -68,7 +68,9 @@ class NB201Evaluator(Evaluator):
         self._test = self._columns[f"{prefix}_test"]
 
     def _evaluate(self, arch: Architecture) -> Evaluation:
-        i = self._index[arch.choices]
+        i = self._index.get(arch.choices)
+        if i is None:
+            raise KeyError(f"{arch} is not in the NAS-Bench-201 table ({len(self._index)} rows)")
         return Evaluation(
             accuracy=float(self._valid[i]),
             extras={"test_accuracy": float(self._test[i]), "dataset": self.dataset},
@@ -101,7 +103,10 @@ class MacroEvaluator(Evaluator):
         self._table = _load_macro(str(Path(path)))
 
     def _evaluate(self, arch: Architecture) -> Evaluation:
-        row = self._table[get_space("macro").to_string(arch)]
+        key = get_space("macro").to_string(arch)
+        if key not in self._table:
+            raise KeyError(f"{key} is not in the NAS-Bench-Macro table ({len(self._table)} rows)")
+        row = self._table[key]
         return Evaluation(
             accuracy=float(row["mean_acc"]),
             params=float(row["params"]) / 1e6 if row["params"] > 1e3 else float(row["params"]),
