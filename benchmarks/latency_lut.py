@@ -63,7 +63,7 @@ def run(
     space_name: str = "mnas",
     config_name: str = "digits",
     n_archs: int = 30,
-    calibration: int = 3,
+    calibration: int = 5,
     spread_archs: int = 3,
     spread_repeats: int = 5,
     threads: int = 1,
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--space", default="mnas", choices=["mnas", "anb", "macro", "nb201"])
     parser.add_argument("--config", default="digits", choices=sorted(CONFIGS))
     parser.add_argument("--archs", type=int, default=30, help="evaluated architectures")
-    parser.add_argument("--calibration", type=int, default=3, help="calibration architectures")
+    parser.add_argument("--calibration", type=int, default=5, help="calibration architectures")
     parser.add_argument("--spread-archs", type=int, default=3)
     parser.add_argument("--spread-repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)

@@ -234,13 +234,19 @@ class LatencyCache:
         return self._data[section].get(key)
 
     def put(
-        self, section: str, key: str, value: Any, config: ProxyModelConfig | None = None
+        self,
+        section: str,
+        key: str,
+        value: Any,
+        config: ProxyModelConfig | None = None,
+        save: bool = True,
     ) -> None:
-        """Store ``value`` (and the config its key refers to) and write the file."""
+        """Store ``value`` (and the config its key refers to); write the file if ``save``."""
         self._data[section][key] = float(value) if isinstance(value, int | float) else value
         if config is not None:
             self._data["configs"][_config_id(config)] = json.loads(config.key())
-        self.save()
+        if save:
+            self.save()
 
     def __len__(self) -> int:
         return sum(len(self._data[s]) for s in ("measured", "lut", "macs"))
@@ -306,7 +312,7 @@ class LatencyTable:
         repeats: timed runs per part at most. Default 10.
         max_seconds: time budget per part. Default 0.1.
         calibration_archs: architectures per config timed whole to fit the
-            scale; 0 turns calibration off (scale 1). Default 3.
+            scale; 0 turns calibration off (scale 1). Default 5.
         network_timing: keyword arguments of :func:`measure_times` for the
             calibration timings (default: its defaults).
         cache: where part latencies and calibration pairs are kept; ``None``
@@ -319,7 +325,7 @@ class LatencyTable:
         warmup: int = 2,
         repeats: int = 10,
         max_seconds: float = 0.1,
-        calibration_archs: int = 3,
+        calibration_archs: int = 5,
         network_timing: dict[str, Any] | None = None,
         cache: LatencyCache | None = None,
     ) -> None:
@@ -347,7 +353,7 @@ class LatencyTable:
         """Latency (ms) of each part of ``arch``'s network; times parts not yet in the table."""
         model = build_model(arch, config)
         parts = model_parts(model)
-        out = []
+        out, dirty = [], False
         for part, shape in zip(parts, _part_shapes(model, parts, config)):
             key = self._part_key(part, shape)
             value = self.cache.get("lut", key)
@@ -364,8 +370,11 @@ class LatencyTable:
                     )
                 )
                 self.measurements += 1
-                self.cache.put("lut", key, value)
+                self.cache.put("lut", key, value, save=False)
+                dirty = True
             out.append(value)
+        if dirty:  # one file write per architecture, not per part
+            self.cache.save()
         return out
 
     def raw(self, arch: Architecture, config: ProxyModelConfig) -> float:
