@@ -1,0 +1,172 @@
+"""FNAS search on FNAS-MNAS-v0: RecurrentPPO controller, real proxy training, knowledge pool.
+
+The controller (one LSTM layer of 100 units, PPO) picks an architecture of
+MnasNet's search space token by token; the env trains it for a few epochs on
+scikit-learn's bundled digits (offline), initialised from the Architecture
+Knowledge Pool, measures its CPU latency, and rewards ACC x (LAT/T)^-0.07.
+Every trained architecture's blocks go back into the pool, which a later search
+(also on another task) can start from with ``--pool``.
+
+    python examples/fnas_search.py --architectures 30 --seed 0 --run-dir runs/fnas-mnas
+    tensorboard --logdir runs/fnas-mnas/tb
+
+Everything lands in ``--run-dir``: ``record.jsonl`` (every evaluated
+architecture, append-only; rerunning with the same folder resumes its counters),
+``tb/`` (TensorBoard), ``pool/`` (the knowledge pool, unless ``--pool`` points
+elsewhere) and ``latency.json`` (measured latencies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from tqdm import tqdm
+
+import fnas_env  # noqa: F401 - registers FNAS-MNAS-v0
+from agents.callbacks import SearchBudgetCallback
+from agents.controller import make_controller
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--architectures", type=int, default=30, help="architectures to train")
+    p.add_argument("--seed", type=int, default=0, help="seed of controller, data split, init")
+    p.add_argument("--run-dir", default="runs/fnas-mnas", help="folder for all outputs")
+    p.add_argument(
+        "--pool",
+        default=None,
+        help="knowledge pool folder (default <run-dir>/pool; 'none' trains from scratch)",
+    )
+    proxy = p.add_argument_group("proxy task (FNAS-MNAS-v0 arguments)")
+    proxy.add_argument("--dataset", default="digits", help="digits, mnist, cifar10, ... or a path")
+    proxy.add_argument("--data-root", default=None, help="folder of torchvision datasets")
+    proxy.add_argument("--download", action="store_true", help="let torchvision download data")
+    proxy.add_argument("--epochs", type=int, default=3, help="proxy-training epochs")
+    proxy.add_argument("--batch-size", type=int, default=128, help="proxy-training batch size")
+    proxy.add_argument("--lr", type=float, default=0.1, help="peak learning rate (SGD)")
+    proxy.add_argument("--width", type=float, default=0.5, help="channel multiplier")
+    proxy.add_argument("--resolution", type=int, default=None, help="input size (default native)")
+    proxy.add_argument("--max-train", type=int, default=None, help="cap on training images")
+    proxy.add_argument("--max-val", type=int, default=None, help="cap on validation images")
+    proxy.add_argument(
+        "--cost-model", default="measured", choices=["measured", "lut", "macs"], help="latency"
+    )
+    proxy.add_argument(
+        "--target",
+        default="base",
+        help="target latency T (number, or 'base': MobileNetV2's latency at the proxy config)",
+    )
+    proxy.add_argument("--constraint", default="soft", choices=["soft", "hard"])
+    p.add_argument(
+        "--progress-bar", action=argparse.BooleanOptionalAction, default=True, help="tqdm bar"
+    )
+    return p.parse_args()
+
+
+class ProxyLog(BaseCallback):
+    """Progress bar per architecture; TensorBoard means per PPO update of the proxy results."""
+
+    def __init__(self, total: int, show: bool = True):
+        super().__init__()
+        self.bar = tqdm(total=total, unit="arch", disable=not show, dynamic_ncols=True)
+
+    def _on_step(self) -> bool:
+        for done, info in zip(self.locals["dones"], self.locals["infos"]):
+            if not done or "arch" not in info:
+                continue
+            self.logger.record_mean("proxy/accuracy", info["accuracy"])
+            self.logger.record_mean("proxy/latency", info["latency"])
+            self.logger.record_mean("proxy/reward", info["reward"])
+            self.logger.record_mean("proxy/cost_s", info["cost"] or 0.0)
+            if "pool_hit_ratio" in info:
+                self.logger.record_mean("akp/hit_ratio", info["pool_hit_ratio"])
+                self.logger.record_mean("akp/exact_ratio", info["pool_exact_ratio"])
+                self.logger.record_mean("akp/lookup_ms", info["pool_lookup_ms"])
+            best = self.training_env.get_attr("counters")[0].best_reward
+            self.bar.set_postfix(acc=f"{info['accuracy']:.1f}", best=f"{best:.2f}")
+            self.bar.update(1)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.architectures < 1:
+        raise SystemExit("--architectures must be at least 1")
+    start = time.perf_counter()
+    torch.set_num_threads(1)  # proxy networks and a 100-unit LSTM: one thread is fastest
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    no_pool = args.pool is not None and args.pool.lower() == "none"
+    pool = None if no_pool else Path(args.pool or run_dir / "pool")
+    record_path = run_dir / "record.jsonl"
+    target = args.target if args.target == "base" else float(args.target)
+
+    # 1. the environment: one token per step; the last token trains the architecture
+    env = gym.make(
+        "FNAS-MNAS-v0",
+        dataset=args.dataset,
+        data_root=args.data_root,
+        download=args.download,
+        target=target,
+        constraint=args.constraint,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        width=args.width,
+        resolution=args.resolution,
+        max_train=args.max_train,
+        max_val=args.max_val,
+        cost_model=args.cost_model,
+        pool=pool,
+        seed=args.seed,
+        latency_cache=run_dir / "latency.json",
+        record_path=record_path,
+    )
+    base = env.unwrapped
+    unit = base.evaluator.unit
+
+    # 2. the controller: RecurrentPPO, one LSTM layer of 100 units
+    model = make_controller(env, seed=args.seed, tensorboard_log=str(run_dir / "tb"))
+
+    # 3. search: stop after --architectures trained architectures
+    model.learn(
+        total_timesteps=base.horizon * args.architectures,
+        callback=CallbackList(
+            [
+                SearchBudgetCallback(budget=args.architectures),
+                ProxyLog(args.architectures, args.progress_bar),
+            ]
+        ),
+        tb_log_name="fnas",
+    )
+
+    # 4. the best architecture found
+    record = base.record
+    best = max(record.evaluated(), key=lambda e: e.reward)
+    wall = time.perf_counter() - start
+    counters = record.counters
+    print(f"architectures trained: {counters.activated} ({counters.failed} failed)")
+    print(f"best architecture: {best.arch}")
+    print(f"  accuracy {best.accuracy:.2f}%", end="  ")
+    print(f"latency {best.latency:.3f} {unit}  reward {best.reward:.3f}")
+    print(f"  target latency T = {base.reward_config.target:.3f} {unit} ({args.constraint})")
+    per_arch = counters.cost / max(1, counters.activated)
+    print(f"wall time {wall:.0f} s; mean evaluation cost {per_arch:.1f} s per architecture")
+    print(f"search record: {record_path}")
+    print(f"tensorboard logs: {run_dir / 'tb'}")
+    if pool is not None:
+        print(f"knowledge pool: {pool} ({len(base.evaluator.pool)} blocks)")
+    else:
+        print("knowledge pool: off")
+
+
+if __name__ == "__main__":
+    main()
