@@ -17,3 +17,14 @@ def benchmark_dir() -> Path:
         "benchmark data not found: set FNAS_BENCHMARK_DIR or place it at ../shared/benchmarks"
     )
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _single_torch_thread():
+    """Tiny models run far faster on one thread than on two contended ones (2-core CI)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
