@@ -22,6 +22,11 @@ from fnas_env.reward import RewardConfig, mnas_reward
 __all__ = ["NASEnv"]
 
 
+class _UnsupportedRenderMode(ValueError, TypeError):
+    """A ValueError that is also a TypeError: SB3's ``make_vec_env`` passes
+    ``render_mode="rgb_array"`` and retries without it only on TypeError."""
+
+
 class NASEnv(gym.Env):
     """Neural architecture search as a Gymnasium environment.
 
@@ -104,7 +109,7 @@ class NASEnv(gym.Env):
         if not isinstance(evaluator, Evaluator):
             raise TypeError(f"evaluator must be an Evaluator, got {type(evaluator).__name__}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+            raise _UnsupportedRenderMode(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.evaluator = evaluator
         self.search_space = evaluator.space
         self.reward_config = reward or RewardConfig()
@@ -267,7 +272,12 @@ class NASEnv(gym.Env):
 
     # ---- internals ------------------------------------------------------------------
     def _check_token(self, action) -> None:
-        if not self.action_space.contains(np.int64(action) if np.ndim(action) == 0 else action):
+        token = np.asarray(action)
+        integral = token.ndim == 0 and (
+            np.issubdtype(token.dtype, np.integer)
+            or (np.issubdtype(token.dtype, np.floating) and float(token).is_integer())
+        )
+        if not integral or not self.action_space.contains(np.int64(token)):
             raise ValueError(f"token must be an int in [0, {self.num_tokens}), got {action!r}")
 
     def _choice(self, action) -> int:
