@@ -1,0 +1,250 @@
+"""FNAS's search methods in the harness registry: ``mnas``, ``uac``, ``aeb``, ``fnas``, transfer.
+
+Importing this module registers into :data:`agents.harness.METHODS` (so
+:func:`agents.harness.run_method` and the benchmarks can run them):
+
+=================  ==========================================================================
+method             what
+=================  ==========================================================================
+``mnas``           RecurrentPPO with :func:`~agents.controller.make_controller`'s defaults,
+                   every sample trained (the controller of ``ppo-lstm``, under the paper's name)
+``uac``            :class:`~wrappers.uac.UncertaintyGate` + the UAC batch rule, no replay
+``aeb``            AEB replay, every sample evaluated (no critic)
+``fnas``           UAC + AEB (:func:`~agents.fnas_ppo.make_fnas_controller`)
+``fnas-transfer``  ``fnas`` whose critic (V and U, with its replay) starts from a critic saved
+                   by another search over the same space (:func:`configure` ``transfer_critic``)
+                   and keeps training in this one; optionally the AEB contents too
+=================  ==========================================================================
+
+Every method runs until ``budget`` activated samples (real evaluations, see
+:mod:`agents.harness`) are recorded; trusted (surrogate) and replayed samples
+never spend budget.
+
+The FNAS methods share one set of hyperparameters, :data:`FNAS_SETTINGS`
+(the same for every env); :func:`configure` changes them and sets where the
+critic and experience buffer of each run are saved (``save_dir``) and where
+``fnas-transfer`` loads them from. Paths may hold ``{seed}``, so that seed *s*
+of a transfer search starts from seed *s* of the source search.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from agents.baselines import nas_env
+from agents.harness import METHODS, register_method
+
+__all__ = ["FNASSettings", "FNAS_SETTINGS", "configure", "LAST_RUN", "FNAS_METHODS"]
+
+#: Methods this module registers.
+FNAS_METHODS = ("mnas", "uac", "aeb", "fnas", "fnas-transfer")
+
+
+@dataclass(frozen=True)
+class FNASSettings:
+    """Hyperparameters of the FNAS methods and where their state is saved/loaded.
+
+    Args:
+        warmup: real evaluations before the critic is trusted (default 20).
+        trusted_fraction: adaptive threshold: the fraction of recent architectures
+            whose U is low enough to trust (default 0.5, the paper's).
+        max_trusted_fraction: UAC batch rule, most trusted episodes per batch
+            (default 0.5, the paper's).
+        max_replay_fraction: AEB, most replayed episodes per batch (default 0.5).
+        buffer_capacity: AEB entries (default 10, the paper's).
+        learning_rate: controller's Adam step of the FNAS methods (default 1e-3, as
+            ``make_controller``; ``mnas`` always keeps make_controller's default).
+        transfer_warmup: warm-up of ``fnas-transfer`` after ``clear_replay`` (only used
+            when ``transfer_clear_replay``; default 10).
+        transfer_clear_replay: forget the source search's samples after loading the
+            critic, keeping its weights (default False: the paper's setting keeps them).
+        save_dir: folder where ``uac``/``fnas`` runs save ``critic-{seed}.pt`` and
+            ``fnas``/``aeb`` runs ``aeb-{seed}/`` (default None: nothing saved).
+        transfer_critic: path (may hold ``{seed}``) of the critic ``fnas-transfer``
+            loads (default None: ``fnas-transfer`` raises).
+        transfer_buffer: path (may hold ``{seed}``) of an experience buffer folder to
+            start ``fnas-transfer``'s AEB with (default None: empty buffer). Only
+            meaningful when the source search had the same space and reward.
+    """
+
+    warmup: int = 20
+    trusted_fraction: float = 0.5
+    max_trusted_fraction: float = 0.5
+    max_replay_fraction: float = 0.5
+    buffer_capacity: int = 10
+    learning_rate: float = 1e-3
+    transfer_warmup: int = 10
+    transfer_clear_replay: bool = False
+    save_dir: str | None = None
+    transfer_critic: str | None = None
+    transfer_buffer: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+#: The settings every FNAS method reads (replace with :func:`configure`).
+FNAS_SETTINGS = FNASSettings()
+
+#: The last run's objects, for callers that inspect them: ``model``, ``gate``, ``critic``,
+#: ``buffer``, ``metrics`` (the gate's metrics), ``counters`` (FNASCounters as a dict).
+LAST_RUN: dict[str, Any] = {}
+
+
+def configure(**changes: Any) -> FNASSettings:
+    """Replace fields of :data:`FNAS_SETTINGS` (keyword arguments of :class:`FNASSettings`).
+
+    Raises:
+        TypeError: an unknown setting.
+    """
+    global FNAS_SETTINGS
+    unknown = set(changes) - set(FNASSettings.__dataclass_fields__)
+    if unknown:
+        raise TypeError(
+            f"unknown FNAS settings {sorted(unknown)}; "
+            f"accepted: {sorted(FNASSettings.__dataclass_fields__)}"
+        )
+    FNAS_SETTINGS = replace(FNAS_SETTINGS, **changes)
+    return FNAS_SETTINGS
+
+
+def _path(template: str, seed: int) -> Path:
+    return Path(os.fspath(template).format(seed=seed))
+
+
+def _learn(model, env, budget: int, progress_bar: bool) -> None:
+    from agents.callbacks import SearchBudgetCallback
+
+    # budget stops learn exactly; trusted and replayed episodes need more timesteps than
+    # T x budget, so the timestep bound is only a backstop
+    model.learn(
+        total_timesteps=nas_env(env).horizon * budget * 100,
+        callback=SearchBudgetCallback(budget),
+        progress_bar=progress_bar,
+    )
+
+
+def _run_fnas(
+    env,
+    budget: int,
+    seed: int,
+    uac: bool,
+    aeb: bool,
+    logdir=None,
+    progress_bar: bool = False,
+    critic=None,
+    buffer=None,
+    warmup: int | None = None,
+) -> None:
+    from agents.fnas_ppo import make_fnas_controller
+    from wrappers.aeb import ExperienceBuffer
+
+    s = FNAS_SETTINGS
+    gate = None
+    if uac:
+        from wrappers.critic import UncertaintyCritic
+        from wrappers.uac import UncertaintyGate
+
+        if critic is None:
+            critic = UncertaintyCritic(nas_env(env).search_space.embedding_dim, seed=seed)
+        gate = UncertaintyGate(
+            env,
+            critic,
+            trusted_fraction=s.trusted_fraction,
+            warmup=s.warmup if warmup is None else warmup,
+        )
+    overrides: dict[str, Any] = {"learning_rate": s.learning_rate, **s.extra}
+    if uac:
+        overrides["max_trusted_fraction"] = s.max_trusted_fraction
+    if aeb:
+        overrides["max_replay_fraction"] = s.max_replay_fraction
+        overrides["experience_buffer"] = buffer or ExperienceBuffer(s.buffer_capacity, seed=seed)
+    model = make_fnas_controller(
+        gate if gate is not None else env,
+        uac=uac,
+        aeb=aeb,
+        seed=seed,
+        tensorboard_log=None if logdir is None else os.fspath(logdir),
+        **overrides,
+    )
+    LAST_RUN.clear()
+    LAST_RUN.update(model=model, gate=gate, critic=critic, buffer=model.experience_buffer)
+    try:
+        _learn(model, gate if gate is not None else env, budget, progress_bar)
+    finally:
+        LAST_RUN["metrics"] = gate.metrics() if gate is not None else {}
+        LAST_RUN["counters"] = vars(model.fnas_counters).copy()
+        if s.save_dir is not None:
+            folder = Path(s.save_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            if critic is not None:
+                critic.save(folder / f"critic-{seed}.pt")
+            if model.experience_buffer is not None:
+                model.experience_buffer.save(folder / f"aeb-{seed}")
+
+
+@register_method("mnas")
+def _mnas(env, budget, seed, logdir=None, progress_bar=False):
+    """MnasNet: RecurrentPPO with make_controller's defaults, every sample trained."""
+    METHODS["ppo-lstm"](env, budget, seed, logdir=logdir, progress_bar=progress_bar)
+
+
+@register_method("uac")
+def _uac(env, budget, seed, logdir=None, progress_bar=False):
+    """UAC only: critic-scored (trusted) samples, at most max_trusted_fraction per batch."""
+    _run_fnas(env, budget, seed, uac=True, aeb=False, logdir=logdir, progress_bar=progress_bar)
+
+
+@register_method("aeb")
+def _aeb(env, budget, seed, logdir=None, progress_bar=False):
+    """AEB only: replayed episodes in every batch, every new sample evaluated."""
+    _run_fnas(env, budget, seed, uac=False, aeb=True, logdir=logdir, progress_bar=progress_bar)
+
+
+@register_method("fnas")
+def _fnas(env, budget, seed, logdir=None, progress_bar=False):
+    """FNAS without the knowledge pool: UAC + AEB."""
+    _run_fnas(env, budget, seed, uac=True, aeb=True, logdir=logdir, progress_bar=progress_bar)
+
+
+@register_method("fnas-transfer")
+def _fnas_transfer(env, budget, seed, logdir=None, progress_bar=False):
+    """FNAS whose critic (and optionally AEB) starts from another search's over the same space."""
+    from wrappers.aeb import ExperienceBuffer
+    from wrappers.critic import UncertaintyCritic
+
+    s = FNAS_SETTINGS
+    if s.transfer_critic is None:
+        raise ValueError(
+            "fnas-transfer needs a pretrained critic: call agents.fnas_methods.configure("
+            "transfer_critic='path/critic-{seed}.pt') (saved by a 'fnas' run with save_dir)"
+        )
+    path = _path(s.transfer_critic, seed)
+    if not path.is_file():
+        raise FileNotFoundError(f"fnas-transfer: no pretrained critic at {path}")
+    critic = UncertaintyCritic.load(path)
+    warmup = None
+    if s.transfer_clear_replay:
+        critic.clear_replay()
+        warmup = s.transfer_warmup
+    buffer = None
+    if s.transfer_buffer is not None:
+        base = nas_env(env)
+        buffer = ExperienceBuffer.load(
+            _path(s.transfer_buffer, seed),
+            space=base.search_space.name,
+            obs_dim=int(base.observation_space.shape[-1]),
+        )
+    _run_fnas(
+        env,
+        budget,
+        seed,
+        uac=True,
+        aeb=True,
+        logdir=logdir,
+        progress_bar=progress_bar,
+        critic=critic,
+        buffer=buffer,
+        warmup=warmup,
+    )

@@ -1,0 +1,400 @@
+"""FNAS ablation (the paper's Tables 4 and 5): what UAC and AEB buy over MnasNet's controller.
+
+Runs ``mnas`` (RecurrentPPO, every sample trained), ``uac``, ``aeb``, ``fnas``
+(UAC + AEB, :mod:`agents.fnas_methods`) and regularized ``evolution`` through
+:func:`agents.harness.run_method` (so activated samples are counted as for every
+other method: every real evaluation, repeats included; trusted and replayed
+samples are free), plus ``fnas-transfer`` (critic pretrained by the ``fnas``
+search on NB201 cifar10, same seed, then searching cifar100 / ImageNet16-120).
+
+Per env and method it prints the median over seeds of:
+
+- activated samples and cost (summed ``Evaluation.cost`` of the activated samples,
+  where the benchmark gives one: Accel-NASBench's training time) to reach the
+  ``mnas`` target: the **median over seeds of mnas's final best reward** (one target
+  per env; seeds that never reach it count as infinite);
+- activated samples to the top-1% / top-0.1% accuracy where the space is tabular;
+- the best reward after 100, 250 and ``budget`` activated samples;
+- the trusted fraction (trusted / completed architectures, the gate's) and the
+  replayed fraction (replayed / episodes in PPO batches);
+- the speed-up: mnas's median activated samples to the target / the method's.
+
+and whether the targets hold (UAC >= 2x, AEB >= 1.5x, FNAS >= 4x, transfer >= 4x
+fewer activated samples than mnas to mnas's final best; FNAS reaching the top-0.1%
+with no more activated samples than evolution).
+
+    python benchmarks/fnas_ablation.py --quick
+    python benchmarks/fnas_ablation.py --envs macro,anb --seeds 5 --budget 300 --json a.json
+    python benchmarks/fnas_ablation.py --tables a.json,b.json   # tables of saved records
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+import agents.fnas_methods as fm
+from agents.harness import TracePoint, make_search_env, reach, run_method
+
+__all__ = [
+    "ENVS",
+    "METHODS",
+    "TARGETS",
+    "env_targets",
+    "activated_to_reward",
+    "summarize",
+    "add_mnas_targets",
+    "run",
+    "tables",
+    "main",
+]
+
+#: Env names -> (gym id, gym.make kwargs).
+ENVS: dict[str, tuple[str, dict[str, Any]]] = {
+    "macro": ("FNAS-Macro-v0", {}),
+    "nb201-cifar10": ("FNAS-NB201-v0", {"dataset": "cifar10"}),
+    "nb201-cifar100": ("FNAS-NB201-v0", {"dataset": "cifar100"}),
+    "nb201-imagenet16": ("FNAS-NB201-v0", {"dataset": "ImageNet16-120"}),
+    "anb-zcu102": ("FNAS-ANB-v0", {"device": "zcu102"}),
+}
+#: Methods run on every env; fnas-transfer runs on TRANSFER_TARGETS.
+METHODS = ("mnas", "uac", "aeb", "fnas", "evolution")
+TRANSFER_SOURCE = "nb201-cifar10"
+TRANSFER_TARGETS = ("nb201-cifar100", "nb201-imagenet16")
+#: Speed-up targets (mnas activated samples / method's, to mnas's final best reward).
+TARGETS = {"uac": 2.0, "aeb": 1.5, "fnas": 4.0, "fnas-transfer": 4.0}
+CHECKPOINTS = (100, 250)
+
+
+def env_targets(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Top-1% / top-0.1% accuracies of a tabular env (None where the space is not a table)."""
+    env = make_search_env(env_id, env_kwargs)
+    evaluator = env.unwrapped.evaluator
+    out: dict[str, Any] = {"top1pct": None, "top01pct": None}
+    if hasattr(evaluator, "all_accuracies"):
+        acc = np.sort(np.asarray(evaluator.all_accuracies(), dtype=float))[::-1]
+        out = {
+            "top1pct": float(acc[math.ceil(0.01 * len(acc)) - 1]),
+            "top01pct": float(acc[math.ceil(0.001 * len(acc)) - 1]),
+        }
+    env.close()
+    return out
+
+
+def _costs(env_id: str, env_kwargs: dict[str, Any], trace: list[TracePoint]) -> list[float] | None:
+    """Evaluation.cost of every activated sample (re-looked up: benchmarks are deterministic)."""
+    env = make_search_env(env_id, env_kwargs)
+    base = env.unwrapped
+    space = base.search_space
+    cache: dict[str, float | None] = {}
+    costs = []
+    for p in trace:
+        if p.arch not in cache:
+            cache[p.arch] = base.evaluator.evaluate(space.from_string(p.arch)).cost
+        if cache[p.arch] is None:  # the benchmark gives no cost
+            break
+        costs.append(cache[p.arch])
+    env.close()
+    return [float(c) for c in costs] if len(costs) == len(trace) else None
+
+
+def activated_to_reward(trace: list[TracePoint], threshold: float) -> int | None:
+    """Activated samples until the best reward is >= ``threshold`` (None: never)."""
+    for point in trace:
+        if point.best_reward >= threshold:
+            return point.activated
+    return None
+
+
+def summarize(
+    env: str,
+    method: str,
+    seed: int,
+    trace: list[TracePoint],
+    targets: dict[str, Any],
+    costs: list[float] | None,
+    fnas_stats: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One JSON record (the foundation benchmark's keys plus the FNAS figures)."""
+    last = trace[-1]
+    best = max(trace, key=lambda p: p.reward)
+
+    def to(th):
+        return None if th is None else reach(trace, th)
+
+    stats = fnas_stats or {}
+    metrics, counters = stats.get("metrics", {}), stats.get("counters", {})
+    batch_eps = sum(counters.get(k, 0) for k in ("accepted_trusted", "evaluated", "replayed"))
+    rec: dict[str, Any] = {
+        "env": env,
+        "method": method,
+        "seed": seed,
+        "budget": len(trace),
+        "activated_to_top1pct": to(targets["top1pct"]),
+        "activated_to_top01pct": to(targets["top01pct"]),
+        "top1pct_accuracy": targets["top1pct"],
+        "top01pct_accuracy": targets["top01pct"],
+        "best_accuracy": last.best_accuracy,
+        "best_reward": last.best_reward,
+        "best_arch": best.arch,
+        "unique": last.unique,
+        "sampled": last.sampled,
+        "wall_s": last.wall_time,
+        "eval_s": last.eval_time,
+        "best_reward_trace": [p.best_reward for p in trace],
+        "cost_trace": None if costs is None else np.cumsum(costs).tolist(),
+        "trusted_fraction": metrics.get("trusted_fraction"),
+        "replayed_fraction": counters.get("replayed", 0) / batch_eps if batch_eps else None,
+        "fnas_counters": counters or None,
+        "activated_to_mnas_best": None,
+        "cost_to_mnas_best": None,
+        "mnas_best_reward": None,
+    }
+    for k in CHECKPOINTS:
+        rec[f"best_reward_at_{k}"] = trace[k - 1].best_reward if len(trace) >= k else None
+    if rec["trusted_fraction"] is not None and not math.isfinite(rec["trusted_fraction"]):
+        rec["trusted_fraction"] = None
+    return rec
+
+
+def add_mnas_targets(records: list[dict[str, Any]]) -> None:
+    """Fill ``activated_to_mnas_best``/``cost_to_mnas_best``: target = median mnas final best."""
+    for env in dict.fromkeys(r["env"] for r in records):
+        rows = [r for r in records if r["env"] == env]
+        mnas = [r["best_reward"] for r in rows if r["method"] == "mnas"]
+        if not mnas:
+            continue
+        target = float(np.median(mnas))
+        for r in rows:
+            r["mnas_best_reward"] = target
+            n = next((i + 1 for i, b in enumerate(r["best_reward_trace"]) if b >= target), None)
+            r["activated_to_mnas_best"] = n
+            r["cost_to_mnas_best"] = (
+                None if n is None or r["cost_trace"] is None else r["cost_trace"][n - 1]
+            )
+
+
+def run(
+    envs: list[str],
+    methods: list[str],
+    seeds: list[int],
+    budget: int,
+    benchmark_dir: str | None = None,
+    work_dir: str | None = None,
+    log=print,
+) -> list[dict[str, Any]]:
+    """Run every (env, method, seed); ``fnas-transfer`` loads the NB201 cifar10 fnas critics.
+
+    ``work_dir`` keeps the saved critics (default: a temporary folder). When the transfer
+    source env is not in ``envs``, its ``fnas`` runs are made first (not reported).
+    """
+    work = work_dir or tempfile.mkdtemp(prefix="fnas-ablation-")
+    records: list[dict[str, Any]] = []
+    want_transfer = "fnas-transfer" in methods and any(e in TRANSFER_TARGETS for e in envs)
+    order = list(envs)
+    if want_transfer and TRANSFER_SOURCE not in order:
+        order.insert(0, TRANSFER_SOURCE)
+    elif want_transfer:
+        order.remove(TRANSFER_SOURCE)
+        order.insert(0, TRANSFER_SOURCE)
+    for name in order:
+        env_id, kwargs = ENVS[name]
+        kwargs = dict(kwargs, **({"benchmark_dir": benchmark_dir} if benchmark_dir else {}))
+        targets = env_targets(env_id, kwargs)
+        report = name in envs
+        env_methods = [m for m in methods if m != "fnas-transfer"] if report else ["fnas"]
+        if report and "fnas-transfer" in methods and name in TRANSFER_TARGETS:
+            env_methods.append("fnas-transfer")
+        for method in env_methods:
+            save = method == "fnas" and name == TRANSFER_SOURCE and want_transfer
+            fm.configure(
+                save_dir=f"{work}/{name}" if save else None,
+                transfer_critic=f"{work}/{TRANSFER_SOURCE}/critic-{{seed}}.pt",
+            )
+            for seed in seeds:
+                start = time.perf_counter()
+                fm.LAST_RUN.clear()
+                trace = run_method(method, env_id, kwargs, budget=budget, seed=seed)
+                stats = dict(fm.LAST_RUN) if method in fm.FNAS_METHODS[1:] else None
+                rec = summarize(
+                    name, method, seed, trace, targets, _costs(env_id, kwargs, trace), stats
+                )
+                if report:
+                    records.append(rec)
+                log(
+                    f"{name:16s} {method:13s} seed {seed}: best reward {rec['best_reward']:.2f} "
+                    f"top1% @ {rec['activated_to_top1pct']} top0.1% @ "
+                    f"{rec['activated_to_top01pct']} trusted {rec['trusted_fraction']} "
+                    f"({time.perf_counter() - start:.1f} s)"
+                )
+    fm.configure(save_dir=None, transfer_critic=None)
+    add_mnas_targets(records)
+    return records
+
+
+def _median(values: list[float | None]) -> float:
+    return float(np.median([math.inf if v is None else v for v in values]))
+
+
+def _fmt(x: float, budget: int | None = None, digits: str = "g") -> str:
+    if math.isinf(x):
+        return f">{budget}" if budget is not None else "never"
+    return format(x, digits)
+
+
+def tables(records: list[dict[str, Any]]) -> str:
+    """Markdown tables, one per env, and the targets' verdicts."""
+    lines: list[str] = []
+    verdicts: list[str] = []
+    for env in dict.fromkeys(r["env"] for r in records):
+        rows = [r for r in records if r["env"] == env]
+        first = rows[0]
+        title = f"### {env} (mnas target: median final best reward {first['mnas_best_reward']}"
+        if first["top1pct_accuracy"] is not None:
+            title += (
+                f"; top-1% >= {first['top1pct_accuracy']:.2f}, "
+                f"top-0.1% >= {first['top01pct_accuracy']:.2f}"
+            )
+        lines += [
+            title + ")",
+            "",
+            "| method | seeds | budget | to mnas best | reached | cost to mnas best | "
+            "speed-up vs mnas | to top-1% | to top-0.1% | best @100 | best @250 | "
+            "final best | trusted | replayed | wall s |",
+            "| " + " | ".join(["---"] * 15) + " |",
+        ]
+        by_method = {
+            m: [r for r in rows if r["method"] == m]
+            for m in dict.fromkeys(r["method"] for r in rows)
+        }
+        mnas_med = (
+            _median([r["activated_to_mnas_best"] for r in by_method["mnas"]])
+            if "mnas" in by_method
+            else math.nan
+        )
+        medians: dict[str, dict[str, float]] = {}
+        for method, rs in by_method.items():
+            budget = min(r["budget"] for r in rs)
+            to_best = _median([r["activated_to_mnas_best"] for r in rs])
+            costs = [r["cost_to_mnas_best"] for r in rs]
+            has_cost = any(r["cost_trace"] is not None for r in rs)
+            speed = mnas_med / to_best if math.isfinite(to_best) else 0.0
+            top1 = _median([r["activated_to_top1pct"] for r in rs])
+            top01 = _median([r["activated_to_top01pct"] for r in rs])
+            medians[method] = {"speed": speed, "top01": top01}
+
+            def med(key):
+                v = [r[key] for r in rs if r.get(key) is not None]
+                return f"{np.median(v):.3f}" if v else "-"
+
+            cells = [
+                method,
+                str(len(rs)),
+                str(budget),
+                _fmt(to_best, budget),
+                f"{sum(r['activated_to_mnas_best'] is not None for r in rs)}/{len(rs)}",
+                _fmt(_median(costs), None, ".3g") if has_cost else "-",
+                f"{speed:.2f}x" if math.isfinite(speed) else "-",
+                _fmt(top1, budget) if first["top1pct_accuracy"] is not None else "-",
+                _fmt(top01, budget) if first["top1pct_accuracy"] is not None else "-",
+                med("best_reward_at_100"),
+                med("best_reward_at_250"),
+                med("best_reward"),
+                med("trusted_fraction"),
+                med("replayed_fraction"),
+                f"{np.median([r['wall_s'] for r in rs]):.0f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        for method, goal in TARGETS.items():
+            if method in medians:
+                got = medians[method]["speed"]
+                ok = "MET" if got >= goal else "MISSED"
+                verdicts.append(
+                    f"| {env} | {method} >= {goal:g}x fewer than mnas | {got:.2f}x | {ok} |"
+                )
+        if "fnas" in medians and "evolution" in medians and first["top1pct_accuracy"] is not None:
+            f, e = medians["fnas"]["top01"], medians["evolution"]["top01"]
+            ok = "MET" if math.isfinite(f) and f <= e else "MISSED"
+            verdicts.append(
+                f"| {env} | fnas to top-0.1% <= evolution | fnas {_fmt(f, None)} vs "
+                f"evolution {_fmt(e, None)} | {ok} |"
+            )
+    lines += [
+        "### Targets",
+        "",
+        "| env | target | measured | verdict |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += verdicts
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 seeds, budget 60, macro (~2 min)")
+    parser.add_argument("--envs", default=",".join(ENVS), help=f"comma-separated of {list(ENVS)}")
+    parser.add_argument(
+        "--methods",
+        default=",".join((*METHODS, "fnas-transfer")),
+        help="comma-separated methods (default: mnas, uac, aeb, fnas, evolution, fnas-transfer)",
+    )
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    parser.add_argument("--budget", type=int, default=300, help="activated samples per run")
+    parser.add_argument("--json", default=None, help="write the per-run records here")
+    parser.add_argument("--benchmark-dir", default=None, help="default: $FNAS_BENCHMARK_DIR")
+    parser.add_argument("--work-dir", default=None, help="where pretrained critics are saved")
+    parser.add_argument(
+        "--tables", default=None, help="comma-separated JSON files: print their tables only"
+    )
+    args = parser.parse_args(argv)
+    if args.tables:
+        records = []
+        for path in args.tables.split(","):
+            with open(path) as f:
+                records += json.load(f)
+        add_mnas_targets(records)
+        print(tables(records))
+        return records
+    envs = [e for e in args.envs.split(",") if e]
+    methods = [m for m in args.methods.split(",") if m]
+    for e in envs:
+        if e not in ENVS:
+            parser.error(f"unknown env {e!r}; choose from {list(ENVS)}")
+    from agents.harness import METHODS as REGISTRY
+
+    for m in methods:
+        if m not in REGISTRY:
+            parser.error(f"unknown method {m!r}; choose from {sorted(REGISTRY)}")
+    if args.seeds < 1 or args.budget < 1:
+        parser.error("--seeds and --budget must be positive")
+    seeds, budget = list(range(args.seeds)), args.budget
+    if args.quick:
+        seeds, budget, envs = [0, 1], 60, ["macro"]
+        methods = [m for m in methods if m != "fnas-transfer"]
+    records = run(
+        envs,
+        methods,
+        seeds,
+        budget,
+        args.benchmark_dir,
+        args.work_dir,
+        log=lambda s: print(s, file=sys.stderr, flush=True),
+    )
+    print(tables(records))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+        print(f"records written to {args.json}")
+    return records
+
+
+if __name__ == "__main__":
+    main()
