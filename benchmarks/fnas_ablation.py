@@ -290,7 +290,7 @@ def tables(records: list[dict[str, Any]]) -> str:
             top01 = _median([r["activated_to_top01pct"] for r in rs])
             medians[method] = {"speed": speed, "top01": top01}
 
-            def med(key):
+            def med(key, rs=rs):
                 v = [r[key] for r in rs if r.get(key) is not None]
                 return f"{np.median(v):.3f}" if v else "-"
 
