@@ -140,3 +140,32 @@ def test_bad_arguments_raise():
         gym.make("FNAS-MNAS-v0", **{**TINY_ENV, "cost_model": "flops"})
     with pytest.raises(ValueError, match="trains networks of the spaces"):
         ProxyEvaluator("nb201", load_dataset("digits", max_train=32, max_val=16))
+
+
+def test_example_search_runs_and_reports(tmp_path):
+    """examples/fnas_search.py with a tiny proxy: prints the best architecture and paths."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    run_dir = tmp_path / "run"
+    args = ["--architectures", "2", "--epochs", "1", "--max-train", "64", "--max-val", "32"]
+    args += ["--cost-model", "macs", "--width", "0.25", "--run-dir", str(run_dir)]
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "fnas_search.py"), *args, "--no-progress-bar"],
+        env=dict(os.environ, PYTHONPATH=str(root)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "architectures trained: 2" in out
+    best = out.split("best architecture: ")[1].splitlines()[0]
+    get_space("mnas").from_string(best)  # a valid architecture string
+    assert "reward" in out and f"knowledge pool: {run_dir / 'pool'}" in out
+    assert len((run_dir / "record.jsonl").read_text().splitlines()) == 2
+    assert any((run_dir / "tb").rglob("events.out.tfevents*"))
+    assert len(KnowledgePool(run_dir / "pool")) > 0
