@@ -1,0 +1,167 @@
+"""FNAS methods in the harness registry and the ablation benchmark's records."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import agents.fnas_methods as fm
+from agents.harness import METHODS, TracePoint, run_method
+from benchmarks import fnas_ablation as fa
+from fnas_env.spaces import get_space
+
+BUDGET = 12
+
+
+@pytest.fixture
+def settings():
+    """Small warm-up so trust starts within a tiny budget; restored afterwards."""
+    before = fm.FNAS_SETTINGS
+    fm.configure(warmup=4)
+    yield
+    fm.FNAS_SETTINGS = before
+
+
+def test_registered():
+    for name in fm.FNAS_METHODS:
+        assert name in METHODS
+
+
+@pytest.mark.parametrize("method", ["mnas", "uac", "aeb", "fnas"])
+def test_method_respects_budget(method, settings):
+    fm.LAST_RUN.clear()
+    trace = run_method(method, "FNAS-Macro-v0", budget=BUDGET, seed=0)
+    assert [p.activated for p in trace] == list(range(1, BUDGET + 1))
+    assert all(p.sampled >= p.activated for p in trace)
+    if method == "mnas":
+        assert fm.LAST_RUN == {}  # the plain controller, no FNAS machinery
+        return
+    counters = fm.LAST_RUN["counters"]
+    if method in ("uac", "fnas"):
+        assert fm.LAST_RUN["metrics"]["trusted"] > 0  # the critic scored some samples
+        assert trace[-1].sampled > BUDGET  # trusted samples did not spend budget
+    else:
+        assert fm.LAST_RUN["gate"] is None
+    if method in ("aeb", "fnas"):
+        assert counters["replayed"] > 0
+    else:
+        assert counters["replayed"] == 0
+
+
+def test_mnas_is_ppo_lstm():
+    a = run_method("mnas", "FNAS-Macro-v0", budget=8, seed=3)
+    b = run_method("ppo-lstm", "FNAS-Macro-v0", budget=8, seed=3)
+    assert [p.arch for p in a] == [p.arch for p in b]
+
+
+def test_configure_rejects_unknown():
+    with pytest.raises(TypeError, match="unknown FNAS settings"):
+        fm.configure(warm_up=3)
+
+
+def test_transfer_needs_critic(settings):
+    fm.configure(transfer_critic=None)
+    with pytest.raises(ValueError, match="pretrained critic"):
+        run_method("fnas-transfer", "FNAS-Macro-v0", budget=4, seed=0)
+
+
+def test_transfer_loads_and_keeps_training(tmp_path, settings, monkeypatch):
+    from wrappers.critic import UncertaintyCritic
+
+    space = get_space("macro")
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(64)]
+    x = np.stack([space.one_hot(a) for a in archs])
+    source = UncertaintyCritic(space.embedding_dim, seed=1)
+    source.update(x[:32], 80.0 + 10 * x[:32, :8].sum(axis=1))
+    source.save(tmp_path / "critic-0.pt")
+    expected = source.predict(x)
+    n_source = source.num_samples
+
+    loaded = {}
+    original = UncertaintyCritic.load
+
+    def spy(path, *args, **kwargs):
+        critic = original(path, *args, **kwargs)
+        loaded["critic"], loaded["before"] = critic, critic.predict(x)
+        return critic
+
+    monkeypatch.setattr(UncertaintyCritic, "load", spy)
+    fm.configure(transfer_critic=str(tmp_path / "critic-{seed}.pt"))
+    trace = run_method("fnas-transfer", "FNAS-Macro-v0", budget=BUDGET, seed=0)
+    assert len(trace) == BUDGET
+    np.testing.assert_array_equal(loaded["before"][0], expected[0])
+    np.testing.assert_array_equal(loaded["before"][1], expected[1])
+    critic = fm.LAST_RUN["critic"]
+    assert critic is loaded["critic"]
+    # the source's replay is kept and every new real evaluation was learnt from
+    assert critic.num_samples == n_source + fm.LAST_RUN["metrics"]["evaluated"]
+    assert critic.num_samples > n_source
+    assert not np.allclose(critic.predict(x)[0], expected[0])
+    # warm-up already satisfied by the pretrained critic: trust from the start
+    assert fm.LAST_RUN["metrics"]["trusted"] > 0
+
+
+def _trace(rewards: list[float]) -> list[TracePoint]:
+    best = np.maximum.accumulate(rewards)
+    return [
+        TracePoint(i + 1, f"a{i}", r, r, float(b), float(b), 0.0, 0.0, i + 1, i + 1)
+        for i, (r, b) in enumerate(zip(rewards, best))
+    ]
+
+
+def test_record_schema_and_mnas_target():
+    targets = {"top1pct": 90.0, "top01pct": 95.0}
+    mnas = [
+        fa.summarize("e", "mnas", s, _trace(r), targets, None)
+        for s, r in enumerate([[80, 85, 90], [70, 88, 86], [91, 60, 60]])
+    ]
+    fnas = fa.summarize(
+        "e",
+        "fnas",
+        0,
+        _trace([89, 70, 96]),
+        targets,
+        [1.0, 2.0, 4.0],
+        {"metrics": {"trusted_fraction": 0.4}, "counters": {"evaluated": 3, "replayed": 1}},
+    )
+    records = [*mnas, fnas]
+    fa.add_mnas_targets(records)
+    for key in (
+        "env",
+        "method",
+        "seed",
+        "activated_to_top1pct",
+        "activated_to_top01pct",
+        "activated_to_mnas_best",
+        "cost_to_mnas_best",
+    ):
+        assert all(key in r for r in records)
+    json.loads(json.dumps(records))
+    # target: median of mnas's final bests (90, 88, 91) = 90
+    assert all(r["mnas_best_reward"] == 90.0 for r in records)
+    assert [r["activated_to_mnas_best"] for r in mnas] == [3, None, 1]
+    assert fnas["activated_to_mnas_best"] == 3 and fnas["cost_to_mnas_best"] == 7.0
+    assert fnas["activated_to_top01pct"] == 3 and fnas["activated_to_top1pct"] == 3
+    assert fnas["trusted_fraction"] == 0.4 and fnas["replayed_fraction"] == 0.25
+    table = fa.tables(records)
+    assert "| e | fnas >= 4x fewer than mnas | 1.00x | MISSED |" in table
+
+
+def test_activated_to_mnas_best_matches_trace():
+    traces = {m: run_method(m, "FNAS-Macro-v0", budget=10, seed=1) for m in ("mnas", "evolution")}
+    targets = {"top1pct": None, "top01pct": None}
+    records = [fa.summarize("macro", m, 1, t, targets, None) for m, t in traces.items()]
+    fa.add_mnas_targets(records)
+    target = traces["mnas"][-1].best_reward
+    for rec, trace in zip(records, traces.values()):
+        n = rec["activated_to_mnas_best"]
+        assert n == fa.activated_to_reward(trace, target)
+        if n is None:
+            assert trace[-1].best_reward < target
+        else:
+            assert trace[n - 1].best_reward >= target
+            assert n == 1 or trace[n - 2].best_reward < target
+    assert records[0]["activated_to_mnas_best"] is not None  # mnas reaches its own best
