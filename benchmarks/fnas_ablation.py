@@ -14,7 +14,7 @@ Per env and method it prints the median over seeds of:
   ``mnas`` target: the **median over seeds of mnas's final best reward** (one target
   per env; seeds that never reach it count as infinite);
 - activated samples to the top-1% / top-0.1% accuracy where the space is tabular;
-- the best reward after 100, 250 and ``budget`` activated samples;
+- the best reward after 50, 100 and ``budget`` activated samples;
 - the trusted fraction (trusted / completed architectures, the gate's) and the
   replayed fraction (replayed / episodes in PPO batches);
 - the speed-up: mnas's median activated samples to the target / the method's.
@@ -71,6 +71,8 @@ TRANSFER_TARGETS = ("nb201-cifar100", "nb201-imagenet16")
 #: Speed-up targets (mnas activated samples / method's, to mnas's final best reward).
 TARGETS = {"uac": 2.0, "aeb": 1.5, "fnas": 4.0, "fnas-transfer": 4.0}
 CHECKPOINTS = (100, 250)
+#: Activated budgets whose best reward the tables show (besides the final one).
+TABLE_CHECKPOINTS = (50, 100)
 
 
 def env_targets(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -266,7 +268,7 @@ def tables(records: list[dict[str, Any]]) -> str:
             title + ")",
             "",
             "| method | seeds | budget | to mnas best | reached | cost to mnas best | "
-            "speed-up vs mnas | to top-1% | to top-0.1% | best @100 | best @250 | "
+            "speed-up vs mnas | to top-1% | to top-0.1% | best @50 | best @100 | "
             "final best | trusted | replayed | wall s |",
             "| " + " | ".join(["---"] * 15) + " |",
         ]
@@ -290,6 +292,10 @@ def tables(records: list[dict[str, Any]]) -> str:
             top01 = _median([r["activated_to_top01pct"] for r in rs])
             medians[method] = {"speed": speed, "top01": top01}
 
+            def at(k, rs=rs):
+                v = [r["best_reward_trace"][k - 1] for r in rs if len(r["best_reward_trace"]) >= k]
+                return f"{np.median(v):.3f}" if v else "-"
+
             def med(key, rs=rs):
                 v = [r[key] for r in rs if r.get(key) is not None]
                 return f"{np.median(v):.3f}" if v else "-"
@@ -304,8 +310,7 @@ def tables(records: list[dict[str, Any]]) -> str:
                 f"{speed:.2f}x" if math.isfinite(speed) else "-",
                 _fmt(top1, budget) if first["top1pct_accuracy"] is not None else "-",
                 _fmt(top01, budget) if first["top1pct_accuracy"] is not None else "-",
-                med("best_reward_at_100"),
-                med("best_reward_at_250"),
+                *(at(k, rs) for k in TABLE_CHECKPOINTS),
                 med("best_reward"),
                 med("trusted_fraction"),
                 med("replayed_fraction"),
