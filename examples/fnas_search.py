@@ -1,11 +1,15 @@
-"""FNAS search on FNAS-MNAS-v0: RecurrentPPO controller, real proxy training, knowledge pool.
+"""FNAS search on FNAS-MNAS-v0: RecurrentPPO controller with UAC, AEB and AKP.
 
 The controller (one LSTM layer of 100 units, PPO) picks an architecture of
 MnasNet's search space token by token; the env trains it for a few epochs on
 scikit-learn's bundled digits (offline), initialised from the Architecture
-Knowledge Pool, measures its CPU latency, and rewards ACC x (LAT/T)^-0.07.
-Every trained architecture's blocks go back into the pool, which a later search
-(also on another task) can start from with ``--pool``.
+Knowledge Pool (AKP), measures its CPU latency, and rewards ACC x (LAT/T)^-0.07.
+The uncertainty-aware critic (UAC) gives the reward of architectures it is sure
+about without training them (at most half of each PPO batch), and the
+architecture experience buffer (AEB) replays good past architectures in PPO
+updates. The pool, the critic and the buffer are kept in the run folder (or
+given with ``--pool``/``--critic``), so a later search, also on another task,
+starts from them.
 
     python examples/fnas_search.py --architectures 30 --seed 0 --run-dir runs/fnas-mnas
     tensorboard --logdir runs/fnas-mnas/tb
@@ -13,7 +17,9 @@ Every trained architecture's blocks go back into the pool, which a later search
 Everything lands in ``--run-dir``: ``record.jsonl`` (every evaluated
 architecture, append-only; rerunning with the same folder resumes its counters),
 ``tb/`` (TensorBoard), ``pool/`` (the knowledge pool, unless ``--pool`` points
-elsewhere) and ``latency.json`` (measured latencies).
+elsewhere), ``critic.pt`` (UAC's V and U), ``aeb/`` (the experience buffer) and
+``latency.json`` (measured latencies). ``--architectures`` counts trained
+(activated) architectures; trusted ones come on top at no training cost.
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ from tqdm import tqdm
 
 import fnas_env  # noqa: F401 - registers FNAS-MNAS-v0
 from agents.callbacks import SearchBudgetCallback
-from agents.controller import make_controller
+from agents.fnas_ppo import make_fnas_controller
+from wrappers.aeb import ExperienceBuffer
+from wrappers.critic import UncertaintyCritic
+from wrappers.uac import UncertaintyGate
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,6 +50,19 @@ def parse_args() -> argparse.Namespace:
         "--pool",
         default=None,
         help="knowledge pool folder (default <run-dir>/pool; 'none' trains from scratch)",
+    )
+    p.add_argument(
+        "--critic",
+        default=None,
+        help="UAC critic file to start from and save to (default <run-dir>/critic.pt)",
+    )
+    p.add_argument("--uac", action=argparse.BooleanOptionalAction, default=True, help="UAC on")
+    p.add_argument("--aeb", action=argparse.BooleanOptionalAction, default=True, help="AEB on")
+    p.add_argument(
+        "--uac-warmup",
+        type=int,
+        default=12,
+        help="trained architectures the critic learns from before it trusts any",
     )
     proxy = p.add_argument_group("proxy task (FNAS-MNAS-v0 arguments)")
     proxy.add_argument("--dataset", default="digits", help="digits, mnist, cifar10, ... or a path")
@@ -69,15 +91,23 @@ def parse_args() -> argparse.Namespace:
 
 
 class ProxyLog(BaseCallback):
-    """Progress bar per architecture; TensorBoard means per PPO update of the proxy results."""
+    """Progress bar per trained architecture; TensorBoard means of the proxy results.
+
+    Architectures rewarded by the critic (``info["evaluated"]`` False) are not
+    trained: they count in the bar's postfix, not in its progress.
+    """
 
     def __init__(self, total: int, show: bool = True):
         super().__init__()
         self.bar = tqdm(total=total, unit="arch", disable=not show, dynamic_ncols=True)
+        self.trusted = 0
 
     def _on_step(self) -> bool:
         for done, info in zip(self.locals["dones"], self.locals["infos"]):
             if not done or "arch" not in info:
+                continue
+            if not info["evaluated"]:
+                self.trusted += 1
                 continue
             self.logger.record_mean("proxy/accuracy", info["accuracy"])
             self.logger.record_mean("proxy/latency", info["latency"])
@@ -88,7 +118,9 @@ class ProxyLog(BaseCallback):
                 self.logger.record_mean("akp/exact_ratio", info["pool_exact_ratio"])
                 self.logger.record_mean("akp/lookup_ms", info["pool_lookup_ms"])
             best = self.training_env.get_attr("counters")[0].best_reward
-            self.bar.set_postfix(acc=f"{info['accuracy']:.1f}", best=f"{best:.2f}")
+            self.bar.set_postfix(
+                acc=f"{info['accuracy']:.1f}", best=f"{best:.2f}", trusted=self.trusted
+            )
             self.bar.update(1)
         return True
 
@@ -133,10 +165,37 @@ def main() -> None:
     base = env.unwrapped
     unit = base.evaluator.unit
 
-    # 2. the controller: RecurrentPPO, one LSTM layer of 100 units
-    model = make_controller(env, seed=args.seed, tensorboard_log=str(run_dir / "tb"))
+    # 2. UAC: a critic from an earlier search (file), else rebuilt from this run's
+    #    record (a killed search loses nothing), else new; the gate skips training
+    #    of the architectures it is sure about
+    critic_path = Path(args.critic or run_dir / "critic.pt")
+    if critic_path.exists():
+        critic = UncertaintyCritic.load(critic_path)
+    else:
+        critic = UncertaintyCritic(base.search_space.embedding_dim, seed=args.seed)
+        if record_path.exists():
+            critic.fit_record(record_path)
+    if args.uac:
+        env = UncertaintyGate(env, critic, warmup=args.uac_warmup)
 
-    # 3. search: stop after --architectures trained architectures
+    # 3. AEB: a small prioritized replay of past architectures, kept between runs
+    aeb_path = run_dir / "aeb"
+    buffer = None
+    if args.aeb:
+        has_buffer = (aeb_path / "buffer.json").exists()
+        buffer = ExperienceBuffer.load(aeb_path) if has_buffer else ExperienceBuffer()
+
+    # 4. the controller: RecurrentPPO, one LSTM layer of 100 units, FNAS batch rules
+    model = make_fnas_controller(
+        env,
+        uac=args.uac,
+        aeb=args.aeb,
+        experience_buffer=buffer,
+        seed=args.seed,
+        tensorboard_log=str(run_dir / "tb"),
+    )
+
+    # 5. search: stop after --architectures trained architectures
     model.learn(
         total_timesteps=base.horizon * args.architectures,
         callback=CallbackList(
@@ -148,12 +207,21 @@ def main() -> None:
         tb_log_name="fnas",
     )
 
-    # 4. the best architecture found
+    if args.uac:
+        critic.save(critic_path)
+    if buffer is not None:
+        buffer.save(aeb_path)
+
+    # 6. the best architecture found
     record = base.record
     best = max(record.evaluated(), key=lambda e: e.reward)
     wall = time.perf_counter() - start
     counters = record.counters
-    print(f"architectures trained: {counters.activated} ({counters.failed} failed)")
+    print(
+        f"architectures: {counters.sampled} sampled, {counters.activated} trained "
+        f"({counters.failed} failed), {counters.surrogate} rewarded by the critic, "
+        f"{counters.replayed} replayed"
+    )
     print(f"best architecture: {best.arch}")
     print(f"  accuracy {best.accuracy:.2f}%", end="  ")
     print(f"latency {best.latency:.3f} {unit}  reward {best.reward:.3f}")
@@ -162,6 +230,10 @@ def main() -> None:
     print(f"wall time {wall:.0f} s; mean evaluation cost {per_arch:.1f} s per architecture")
     print(f"search record: {record_path}")
     print(f"tensorboard logs: {run_dir / 'tb'}")
+    if args.uac:
+        print(f"UAC critic: {critic_path}")
+    if buffer is not None:
+        print(f"experience buffer: {aeb_path} ({len(buffer)} entries)")
     if pool is not None:
         print(f"knowledge pool: {pool} ({len(base.evaluator.pool)} blocks)")
     else:

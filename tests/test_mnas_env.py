@@ -149,6 +149,8 @@ def test_example_search_runs_and_reports(tmp_path):
     import sys
     from pathlib import Path
 
+    from fnas_env.record import read_record
+
     root = Path(__file__).resolve().parents[1]
     run_dir = tmp_path / "run"
     args = ["--architectures", "2", "--epochs", "1", "--max-train", "64", "--max-val", "32"]
@@ -162,10 +164,12 @@ def test_example_search_runs_and_reports(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
-    assert "architectures trained: 2" in out
+    assert "2 trained (0 failed)" in out
     best = out.split("best architecture: ")[1].splitlines()[0]
     get_space("mnas").from_string(best)  # a valid architecture string
     assert "reward" in out and f"knowledge pool: {run_dir / 'pool'}" in out
-    assert len((run_dir / "record.jsonl").read_text().splitlines()) == 2
+    entries = list(read_record(run_dir / "record.jsonl"))
+    assert sum(e.kind == "evaluated" for e in entries) == 2
+    assert (run_dir / "critic.pt").is_file()  # UAC's V and U, for the next search
     assert any((run_dir / "tb").rglob("events.out.tfevents*"))
     assert len(KnowledgePool(run_dir / "pool")) > 0
