@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -191,52 +192,60 @@ def run(
     benchmark_dir: str | None = None,
     work_dir: str | None = None,
     log=print,
+    jsonl: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run every (env, method, seed); ``fnas-transfer`` loads the NB201 cifar10 fnas critics.
 
-    ``work_dir`` keeps the saved critics (default: a temporary folder). When the transfer
-    source env is not in ``envs``, its ``fnas`` runs are made first (not reported).
+    ``work_dir`` keeps the critics the NB201 cifar10 ``fnas`` runs save (default: a
+    temporary folder); several processes may share it. Before a ``fnas-transfer`` seed,
+    a missing source critic is made by a ``fnas`` run on NB201 cifar10 (not reported).
+    ``jsonl``: append every record to this file as soon as its run ends (partial runs
+    keep what finished).
     """
     work = work_dir or tempfile.mkdtemp(prefix="fnas-ablation-")
+    source_dir = f"{work}/{TRANSFER_SOURCE}"
     records: list[dict[str, Any]] = []
-    want_transfer = "fnas-transfer" in methods and any(e in TRANSFER_TARGETS for e in envs)
-    order = list(envs)
-    if want_transfer and TRANSFER_SOURCE not in order:
-        order.insert(0, TRANSFER_SOURCE)
-    elif want_transfer:
-        order.remove(TRANSFER_SOURCE)
-        order.insert(0, TRANSFER_SOURCE)
-    for name in order:
+
+    def one(name: str, method: str, seed: int, report: bool = True) -> None:
         env_id, kwargs = ENVS[name]
         kwargs = dict(kwargs, **({"benchmark_dir": benchmark_dir} if benchmark_dir else {}))
         targets = env_targets(env_id, kwargs)
-        report = name in envs
-        env_methods = [m for m in methods if m != "fnas-transfer"] if report else ["fnas"]
-        if report and "fnas-transfer" in methods and name in TRANSFER_TARGETS:
-            env_methods.append("fnas-transfer")
-        for method in env_methods:
-            save = method == "fnas" and name == TRANSFER_SOURCE and want_transfer
-            fm.configure(
-                save_dir=f"{work}/{name}" if save else None,
-                transfer_critic=f"{work}/{TRANSFER_SOURCE}/critic-{{seed}}.pt",
-            )
-            for seed in seeds:
-                start = time.perf_counter()
-                fm.LAST_RUN.clear()
-                trace = run_method(method, env_id, kwargs, budget=budget, seed=seed)
-                stats = dict(fm.LAST_RUN) if method in fm.FNAS_METHODS[1:] else None
-                rec = summarize(
-                    name, method, seed, trace, targets, _costs(env_id, kwargs, trace), stats
-                )
-                if report:
-                    records.append(rec)
-                log(
-                    f"{name:16s} {method:13s} seed {seed}: best reward {rec['best_reward']:.2f} "
-                    f"top1% @ {rec['activated_to_top1pct']} top0.1% @ "
-                    f"{rec['activated_to_top01pct']} trusted {rec['trusted_fraction']} "
-                    f"({time.perf_counter() - start:.1f} s)"
-                )
-    fm.configure(save_dir=None, transfer_critic=None)
+        save = method == "fnas" and name == TRANSFER_SOURCE
+        fm.configure(
+            save_dir=source_dir if save else None,
+            transfer_critic=f"{source_dir}/critic-{{seed}}.pt",
+        )
+        start = time.perf_counter()
+        fm.LAST_RUN.clear()
+        trace = run_method(method, env_id, kwargs, budget=budget, seed=seed)
+        stats = dict(fm.LAST_RUN) if method in fm.FNAS_METHODS[1:] else None
+        rec = summarize(name, method, seed, trace, targets, _costs(env_id, kwargs, trace), stats)
+        rec["reported"] = report
+        if report:
+            records.append(rec)
+        if jsonl:
+            with open(jsonl, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        log(
+            f"{name:16s} {method:13s} seed {seed}: best reward {rec['best_reward']:.2f} "
+            f"top1% @ {rec['activated_to_top1pct']} top0.1% @ "
+            f"{rec['activated_to_top01pct']} trusted {rec['trusted_fraction']} "
+            f"({time.perf_counter() - start:.1f} s)"
+        )
+
+    try:
+        for name in envs:
+            for method in methods:
+                if method == "fnas-transfer" and name not in TRANSFER_TARGETS:
+                    continue
+                for seed in seeds:
+                    if method == "fnas-transfer" and not os.path.isfile(
+                        f"{source_dir}/critic-{seed}.pt"
+                    ):
+                        one(TRANSFER_SOURCE, "fnas", seed, report=False)
+                    one(name, method, seed)
+    finally:
+        fm.configure(save_dir=None, transfer_critic=None)
     add_mnas_targets(records)
     return records
 
@@ -354,6 +363,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     parser.add_argument("--budget", type=int, default=300, help="activated samples per run")
     parser.add_argument("--json", default=None, help="write the per-run records here")
+    parser.add_argument(
+        "--jsonl", default=None, help="append each record here as soon as its run ends"
+    )
     parser.add_argument("--benchmark-dir", default=None, help="default: $FNAS_BENCHMARK_DIR")
     parser.add_argument("--work-dir", default=None, help="where pretrained critics are saved")
     parser.add_argument(
@@ -364,7 +376,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         records = []
         for path in args.tables.split(","):
             with open(path) as f:
-                records += json.load(f)
+                text = f.read()
+            if path.endswith(".jsonl"):
+                records += [json.loads(line) for line in text.splitlines() if line.strip()]
+            else:
+                records += json.loads(text)
+        records = [r for r in records if r.get("reported", True)]
         add_mnas_targets(records)
         print(tables(records))
         return records
@@ -392,6 +409,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         args.benchmark_dir,
         args.work_dir,
         log=lambda s: print(s, file=sys.stderr, flush=True),
+        jsonl=args.jsonl,
     )
     print(tables(records))
     if args.json:
