@@ -360,7 +360,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         default=",".join((*METHODS, "fnas-transfer")),
         help="comma-separated methods (default: mnas, uac, aeb, fnas, evolution, fnas-transfer)",
     )
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (default 5)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds first..first+N-1 (default 0)"
+    )
     parser.add_argument("--budget", type=int, default=300, help="activated samples per run")
     parser.add_argument("--json", default=None, help="write the per-run records here")
     parser.add_argument(
@@ -397,7 +400,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             parser.error(f"unknown method {m!r}; choose from {sorted(REGISTRY)}")
     if args.seeds < 1 or args.budget < 1:
         parser.error("--seeds and --budget must be positive")
-    seeds, budget = list(range(args.seeds)), args.budget
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    budget = args.budget
     if args.quick:
         seeds, budget, envs = [0, 1], 60, ["macro"]
         methods = [m for m in methods if m != "fnas-transfer"]
