@@ -260,6 +260,13 @@ def _fmt(x: float, budget: int | None = None, digits: str = "g") -> str:
     return format(x, digits)
 
 
+def _fmt_speed(speed: float, mnas_median: float, budget: int) -> str:
+    """``1.50x``; ``<0.92x`` when the method's median never got there (it needs > budget)."""
+    if speed > 0:
+        return f"{speed:.2f}x"
+    return f"<{mnas_median / budget:.2f}x" if math.isfinite(mnas_median) else "-"
+
+
 def tables(records: list[dict[str, Any]]) -> str:
     """Markdown tables, one per env, and the targets' verdicts."""
     lines: list[str] = []
@@ -267,7 +274,7 @@ def tables(records: list[dict[str, Any]]) -> str:
     for env in dict.fromkeys(r["env"] for r in records):
         rows = [r for r in records if r["env"] == env]
         first = rows[0]
-        title = f"### {env} (mnas target: median final best reward {first['mnas_best_reward']}"
+        title = f"### {env} (mnas target: median final best reward {first['mnas_best_reward']:.3f}"
         if first["top1pct_accuracy"] is not None:
             title += (
                 f"; top-1% >= {first['top1pct_accuracy']:.2f}, "
@@ -316,7 +323,7 @@ def tables(records: list[dict[str, Any]]) -> str:
                 _fmt(to_best, budget),
                 f"{sum(r['activated_to_mnas_best'] is not None for r in rs)}/{len(rs)}",
                 _fmt(_median(costs), None, ".3g") if has_cost else "-",
-                f"{speed:.2f}x" if math.isfinite(speed) else "-",
+                _fmt_speed(speed, mnas_med, budget),
                 _fmt(top1, budget) if first["top1pct_accuracy"] is not None else "-",
                 _fmt(top01, budget) if first["top1pct_accuracy"] is not None else "-",
                 *(at(k, rs) for k in TABLE_CHECKPOINTS),
