@@ -391,7 +391,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 records += [json.loads(line) for line in text.splitlines() if line.strip()]
             else:
                 records += json.loads(text)
-        records = [r for r in records if r.get("reported", True)]
+        # one record per (env, method, seed): a run repeated in another file counts once
+        unique = {(r["env"], r["method"], r["seed"]): r for r in records if r.get("reported", True)}
+        records = list(unique.values())
         add_mnas_targets(records)
         print(tables(records))
         return records
