@@ -165,3 +165,21 @@ def test_activated_to_mnas_best_matches_trace():
             assert trace[n - 1].best_reward >= target
             assert n == 1 or trace[n - 2].best_reward < target
     assert records[0]["activated_to_mnas_best"] is not None  # mnas reaches its own best
+
+
+def test_tables_from_saved_records(tmp_path, capsys):
+    targets = {"top1pct": None, "top01pct": None}
+    recs = [
+        fa.summarize("e", m, s, _trace(r), targets, None)
+        for m, s, r in [
+            ("mnas", 0, [50, 60, 80, 80, 80, 80, 80, 80]),
+            ("uac", 0, [50, 80, 80, 80, 80, 80, 80, 80]),
+        ]
+    ]
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    (tmp_path / "b.json").write_text(json.dumps(recs[:1]))  # a repeated run counts once
+    records = fa.main(["--tables", f"{tmp_path / 'a.jsonl'},{tmp_path / 'b.json'}"])
+    assert len(records) == 2
+    out = capsys.readouterr().out
+    # mnas reaches its final best 80 at sample 3, uac at 2: 1.5x, under the 2x target
+    assert "| e | uac >= 2x fewer than mnas | 1.50x | MISSED |" in out
