@@ -286,12 +286,15 @@ def fit_target(
     transform = target_transform(target)
     y_fit = 1e3 / y[rows] if transform == "reciprocal" else y[rows]
     # One OpenMP thread: on a loaded machine (vectorised envs, parallel jobs)
-    # oversubscribed OpenMP makes the fit orders of magnitude slower.
+    # oversubscribed OpenMP makes the fit orders of magnitude slower. The
+    # regressor is made first: threadpoolctl limits only libraries already loaded.
+    regressor = make_regressor(target, seed)
     with threadpool_limits(limits=1, user_api="openmp"):
-        model = make_regressor(target, seed).fit(dataset.features[rows], y_fit)
-    ensemble = TreeEnsemble.from_sklearn(model)
-    check = dataset.features[rows[:256]]
-    if not np.allclose(ensemble.predict(check), model.predict(check), rtol=1e-9, atol=1e-9):
+        model = regressor.fit(dataset.features[rows], y_fit)
+        ensemble = TreeEnsemble.from_sklearn(model)
+        check = dataset.features[rows[:256]]
+        agree = np.allclose(ensemble.predict(check), model.predict(check), rtol=1e-9, atol=1e-9)
+    if not agree:
         raise RuntimeError(
             "flattened trees disagree with scikit-learn "
             f"{importlib.metadata.version('scikit-learn')}'s predictions; please report it"
