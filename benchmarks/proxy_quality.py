@@ -72,7 +72,17 @@ OTHER_CLASSES = tuple(range(5))
 
 @dataclass
 class Settings:
-    """Sizes of one run (``--quick`` shrinks them)."""
+    """Sizes of one run (``--quick`` shrinks them).
+
+    ``search_classes``: digits labels of the search task (default 5-9); the cross-task
+    pool is trained on the other labels, and is skipped when there are none or
+    ``cross_epochs`` is empty. ``max_train``: stratified cap on training images (0: no
+    cap; validation keeps its full 20% split). ``init_lr_scales``: each value gives one
+    same-task AKP method trained with ``TrainConfig.init_lr_scale`` set to it (1.0 is
+    the original ``akp_same``; others are named ``akp_same_lr<scale>``); the cross-task
+    pool uses the first. ``akp_epochs``: proxy lengths of the same-task AKP methods
+    (default empty: ``proxy_epochs``). ``rank_only``: skip throughput, lookup and latency sections.
+    """
 
     archs: int = 20
     pool_archs: int = 12
@@ -89,6 +99,12 @@ class Settings:
     lookup_combos: int = 432
     latency_archs: int = 8
     latency_repeats: int = 4
+    # added for the less saturated re-run (defaults keep the original protocol)
+    search_classes: tuple[int, ...] = SEARCH_CLASSES
+    max_train: int = 0
+    init_lr_scales: tuple[float, ...] = (1.0,)
+    akp_epochs: tuple[int, ...] = ()
+    rank_only: bool = False
 
 
 QUICK = dict(
@@ -133,11 +149,16 @@ def train(
     model_seed: int,
     pool: KnowledgePool | None = None,
     max_iterations: int | None = None,
+    init_lr_scale: float = 1.0,
 ) -> tuple[Run, nn.Module]:
     model = make_model(arch, cfg, s, model_seed)
     trainer = ProxyTrainer(
         TrainConfig(
-            epochs=epochs, batch_size=s.batch_size, seed=s.seed, max_iterations=max_iterations
+            epochs=epochs,
+            batch_size=s.batch_size,
+            seed=s.seed,
+            max_iterations=max_iterations,
+            init_lr_scale=init_lr_scale,
         )
     )
     init_fn = (lambda m: pool.initialise(m, arch)) if pool is not None else None
@@ -207,14 +228,25 @@ def spearman(x: list[float], y: list[float]) -> dict[str, float | None]:
     }
 
 
+def method_name(scale: float) -> str:
+    """Result key of the same-task AKP method trained with ``init_lr_scale=scale``."""
+    return "akp_same" if scale == 1.0 else f"akp_same_lr{scale:g}"
+
+
+def methods(s: Settings, cross: bool) -> list[tuple[str, tuple[int, ...]]]:
+    """(result key, proxy epochs) of every measured method."""
+    out = [("scratch", s.proxy_epochs)]
+    out += [(method_name(scale), s.akp_epochs or s.proxy_epochs) for scale in s.init_lr_scales]
+    if cross:
+        out.append(("akp_cross", s.cross_epochs))
+    return out
+
+
 def rank_quality(s: Settings, results: dict[str, Any]) -> dict[str, Any]:
     truth = [r["long"]["accuracy"] for r in results["archs"]]
     table: dict[str, dict[str, Any]] = {}
-    for method, epochs in (
-        ("scratch", s.proxy_epochs),
-        ("akp_same", s.proxy_epochs),
-        ("akp_cross", s.cross_epochs),
-    ):
+    measured = methods(s, "akp_cross" in results["archs"][0])
+    for method, epochs in measured:
         for e in epochs:
             accs = [r[method][str(e)]["accuracy"] for r in results["archs"]]
             row = spearman(accs, truth)
@@ -226,12 +258,12 @@ def rank_quality(s: Settings, results: dict[str, Any]) -> dict[str, Any]:
                 inits = [r[method][str(e)]["init"] for r in results["archs"]]
                 row["hit_ratio"] = float(np.mean([i["hit_ratio"] for i in inits]))
                 row["exact_ratio"] = float(np.mean([i["exact_ratio"] for i in inits]))
+                row["mean_similarity"] = float(np.mean([i["mean_similarity"] for i in inits]))
                 row["lookup_ms"] = float(np.median([i["lookup_ms"] for i in inits]))
                 row["load_ms"] = float(np.median([i["load_ms"] for i in inits]))
             table[f"{method}/{e}"] = row
     claims = []
-    for method in ("akp_same", "akp_cross"):
-        epochs = s.proxy_epochs if method == "akp_same" else s.cross_epochs
+    for method, epochs in measured[1:]:
         for e in s.proxy_epochs:
             half = e // 2
             if e % 2 or half not in epochs:
@@ -419,8 +451,9 @@ def _fmt(v: float | None, spec: str = "+.2f") -> str:
 
 def report(s: Settings, results: dict) -> None:
     rq = results["rank_quality"]
+    task = f"digits {list(s.search_classes)}"
     print("\n== Rank quality (Spearman vs "
-          f"{s.long_epochs}-epoch training, {s.archs} archs, digits 5-9) ==")  # fmt: skip
+          f"{s.long_epochs}-epoch training, {s.archs} archs, {task}) ==")  # fmt: skip
     print(
         f"{'proxy':<16}{'rho':>7}{'90% CI':>17}{'mean acc':>10}{'s/arch':>8}{'hit':>6}{'exact':>7}"
     )
@@ -435,6 +468,7 @@ def report(s: Settings, results: dict) -> None:
         verdict = "HOLDS" if c["holds"] else "does NOT hold"
         print(f"  {c['method']}: AKP {c['akp_epochs']} ep rho {_fmt(c['akp_rho'])} vs scratch "
               f"{c['scratch_epochs']} ep rho {_fmt(c['scratch_rho'])}: {verdict}")  # fmt: skip
+    print(f"reference accuracies: {results['reference']}")
     if "throughput" in results:
         t = results["throughput"]
         print(
@@ -469,7 +503,8 @@ def main(argv: list[str] | None = None) -> dict:
         if isinstance(default, bool):
             p.add_argument(flag, type=lambda v: v.lower() in ("1", "true", "yes"), default=None)
         elif isinstance(default, tuple):
-            p.add_argument(flag, type=int, nargs="+", default=None)
+            kind = type(default[0]) if default else int
+            p.add_argument(flag, type=kind, nargs="*", default=None)
         else:
             p.add_argument(flag, type=type(default), default=None)
     args = p.parse_args(argv)
@@ -484,9 +519,16 @@ def main(argv: list[str] | None = None) -> dict:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fnas_proxy_quality_"))
     for sub in ("pool_same", "pool_cross", "lookup_pool"):
         shutil.rmtree(workdir / sub, ignore_errors=True)
-    search = load_dataset("digits", classes=SEARCH_CLASSES, seed=s.seed)
-    other = load_dataset("digits", classes=OTHER_CLASSES, seed=s.seed)
-    cfg = ProxyModelConfig.digits(width_mult=s.width_mult, num_classes=len(SEARCH_CLASSES))
+    cap = s.max_train or None
+    other_classes = tuple(c for c in range(10) if c not in s.search_classes)
+    cross = bool(other_classes) and bool(s.cross_epochs)
+    search = load_dataset("digits", classes=s.search_classes, seed=s.seed, max_train=cap)
+    other = (
+        load_dataset("digits", classes=other_classes, seed=s.seed, max_train=cap)
+        if cross
+        else search
+    )
+    cfg = ProxyModelConfig.digits(width_mult=s.width_mult, num_classes=len(s.search_classes))
     steps = min(search.num_train, other.num_train) // s.batch_size
     pool_iterations = s.pool_epochs * steps
     results: dict[str, Any] = {
@@ -494,9 +536,10 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": asdict(s),
         "model_config": asdict(cfg),
         "train_config": asdict(TrainConfig(batch_size=s.batch_size, seed=s.seed)),
-        "search_task": f"digits classes {list(SEARCH_CLASSES)} "
+        "search_task": f"digits classes {list(s.search_classes)} "
         f"({search.num_train} train / {search.num_val} val)",
-        "other_task": f"digits classes {list(OTHER_CLASSES)} ({other.num_train} train)",
+        "other_task": f"digits classes {list(other_classes)} ({other.num_train} train)"
+        if cross else None,
         "pool_iterations": pool_iterations,
         "archs": [],
     }  # fmt: skip
@@ -509,38 +552,60 @@ def main(argv: list[str] | None = None) -> dict:
     cross_archs = distinct_archs(s.pool_archs, rng, seen)
 
     print(f"building pools ({s.pool_archs} archs each, {pool_iterations} iterations)", flush=True)
+    same_task = "digits" + "".join(map(str, s.search_classes))
     pool_same, t_same = build_pool(workdir / "pool_same", same_archs, search, cfg, s,
-                                   pool_iterations, "digits5-9")  # fmt: skip
-    build_pool(workdir / "pool_cross", cross_archs, other, cfg, s, pool_iterations, "digits0-4")
-    # the cross-task pool is reopened as another search would open a shared pool
-    pool_cross = KnowledgePool(workdir / "pool_cross")
+                                   pool_iterations, same_task)  # fmt: skip
     results["pool_seconds_per_arch"] = t_same / max(1, s.pool_archs)
-    results["pools"] = {"same": pool_same.summary(), "cross": pool_cross.summary()}
+    results["pools"] = {"same": pool_same.summary()}
+    pool_cross = None
+    if cross:
+        build_pool(workdir / "pool_cross", cross_archs, other, cfg, s, pool_iterations,
+                   "digits" + "".join(map(str, other_classes)))  # fmt: skip
+        # the cross-task pool is reopened as another search would open a shared pool
+        pool_cross = KnowledgePool(workdir / "pool_cross")
+        results["pools"]["cross"] = pool_cross.summary()
+    runs: list[tuple[str, KnowledgePool | None, tuple[int, ...], float]] = [
+        ("scratch", None, s.proxy_epochs, 1.0)
+    ]
+    akp_epochs = s.akp_epochs or s.proxy_epochs
+    runs += [(method_name(k), pool_same, akp_epochs, k) for k in s.init_lr_scales]
+    if cross:
+        runs.append(("akp_cross", pool_cross, s.cross_epochs, s.init_lr_scales[0]))
 
     for i, arch in enumerate(search_archs):
         row: dict[str, Any] = {"arch": str(arch)}
         run, _ = train(arch, search, cfg, s, s.long_epochs, i)
         row["long"] = asdict(run)
-        for method, pool, epochs in (
-            ("scratch", None, s.proxy_epochs),
-            ("akp_same", pool_same, s.proxy_epochs),
-            ("akp_cross", pool_cross, s.cross_epochs),
-        ):
+        for method, pool, epochs, scale in runs:
             row[method] = {
-                str(e): asdict(train(arch, search, cfg, s, e, i, pool)[0]) for e in epochs
+                str(e): asdict(train(arch, search, cfg, s, e, i, pool, None, scale)[0])
+                for e in epochs
             }
         results["archs"].append(row)
         short = " ".join(
-            f"{tag}{e}={row[m][e]['accuracy']:.0f}"
-            for m, tag in (("scratch", "scratch"), ("akp_same", "same"), ("akp_cross", "cross"))
-            for e in row[m]
+            f"{m}/{e}={row[m][e]['accuracy']:.0f}" for m, *_ in runs for e in row[m]
         )  # fmt: skip
         print(f"[{i + 1}/{s.archs}] {time.perf_counter() - start:6.0f}s long={run.accuracy:.1f} "
               f"{short}", flush=True)  # fmt: skip
         _save(args.json, results)
 
     results["rank_quality"] = rank_quality(s, results)
+    truth = np.asarray([r["long"]["accuracy"] for r in results["archs"]])
+    results["reference"] = {
+        "min": float(truth.min()),
+        "max": float(truth.max()),
+        "distinct": int(len(np.unique(truth))),
+        "val_images": search.num_val,
+    }
     _save(args.json, results)
+    if s.rank_only:
+        results["wall_seconds"] = time.perf_counter() - start
+        _save(args.json, results)
+        report(s, results)
+        print(f"\ntotal {results['wall_seconds']:.0f} s")
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return results
     print("measuring trainer throughput", flush=True)
     results["throughput"] = throughput(s, search, cfg, search_archs)
     print("measuring pool lookup time", flush=True)

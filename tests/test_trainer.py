@@ -98,8 +98,45 @@ def test_adam_and_resolution_resize(digits):
         ({"lr": -1.0}, "lr"),
         ({"schedule": "step"}, "schedule"),
         ({"max_iterations": 0}, "max_iterations"),
+        ({"init_lr_scale": 0.0}, "init_lr_scale"),
+        ({"init_lr_scale": float("inf")}, "init_lr_scale"),
     ],
 )
 def test_bad_config_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
+
+
+def _first_step_update(digits, scale: float, init_fn=None) -> torch.Tensor:
+    """Change of the classifier weight after one plain SGD step (no momentum, no decay)."""
+    model = small_cnn()
+    before = model[-1].weight.detach().clone()
+    cfg = TrainConfig(
+        epochs=1,
+        max_iterations=1,
+        batch_size=32,
+        lr=0.1,
+        momentum=0.0,
+        weight_decay=0.0,
+        schedule="constant",
+        num_threads=1,
+        init_lr_scale=scale,
+    )
+    ProxyTrainer(cfg).train(model, digits, init_fn)
+    return model[-1].weight.detach() - before
+
+
+def test_init_lr_scale_applies_only_when_init_fn_loaded_something(digits):
+    from fnas_env.knowledge_pool import InitStats
+
+    loaded = InitStats(hit_ratio=1.0, exact_ratio=0.0, lookup_ms=0.0, blocks=1, hits=1)
+    empty = InitStats(hit_ratio=0.0, exact_ratio=0.0, lookup_ms=0.0, blocks=1, hits=0)
+    full = _first_step_update(digits, 1.0)
+    assert full.abs().sum() > 0
+    # no init_fn, or an init_fn that loaded nothing: the from-scratch lr
+    assert torch.allclose(_first_step_update(digits, 0.25), full)
+    assert torch.allclose(_first_step_update(digits, 0.25, lambda m: empty), full)
+    # initialised by the pool (or by an init_fn that reports nothing): lr * 0.25
+    scaled = _first_step_update(digits, 0.25, lambda m: loaded)
+    assert torch.allclose(scaled, 0.25 * full, atol=1e-7)
+    assert torch.allclose(_first_step_update(digits, 0.25, lambda m: None), 0.25 * full, atol=1e-7)

@@ -69,6 +69,15 @@ class TrainConfig:
         channels_last: train in the NHWC memory format (default True). On CPU,
             oneDNN's depthwise-convolution backward is about 2x faster in it for
             MnasNet-like proxies (measured on this project's 8x8 digits proxy).
+        init_lr_scale: multiplies the peak ``lr`` of a run whose ``init_fn``
+            initialised the model (e.g. from the knowledge pool), so that inherited
+            trained weights are fine-tuned rather than washed out by the
+            from-scratch learning rate (default 1.0: the same lr; 0 < scale). A
+            run counts as initialised when ``init_fn`` was given, unless it returned
+            statistics saying nothing was loaded (``hits == 0`` and neither
+            ``stem`` nor ``head``, as :class:`~fnas_env.knowledge_pool.InitStats`
+            reports for an empty pool). See ``benchmarks/results/proxy_quality.md``
+            for what it does to rank quality.
     """
 
     epochs: int = 5
@@ -88,6 +97,7 @@ class TrainConfig:
     deterministic: bool | None = None
     num_threads: int | None = None
     channels_last: bool = True
+    init_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -99,6 +109,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive finite number, got {self.lr}")
+        if not (self.init_lr_scale > 0 and math.isfinite(self.init_lr_scale)):
+            raise ValueError(
+                f"init_lr_scale must be a positive finite number, got {self.init_lr_scale}"
+            )
         if self.max_iterations is not None and self.max_iterations < 1:
             raise ValueError(
                 f"max_iterations must be a positive int or None, got {self.max_iterations}"
@@ -161,7 +175,8 @@ class ProxyTrainer:
         """Train ``model`` in place on ``data`` and evaluate it on the validation split.
 
         ``init_fn(model)`` runs first (e.g. initialise blocks from a knowledge
-        pool); its return value is passed through as ``TrainResult.init``.
+        pool); its return value is passed through as ``TrainResult.init``. A model
+        it initialised trains with peak lr ``lr * init_lr_scale``.
         """
         cfg = self.config
         start = time.perf_counter()
@@ -184,7 +199,10 @@ class ProxyTrainer:
             x_train, y_train, x_val, y_val = self._tensors(data)
 
             t0 = time.perf_counter()
-            iterations, final_loss, diverged, seen = self._fit(model, x_train, y_train)
+            lr = cfg.lr
+            if init_fn is not None and _initialised(init):
+                lr = cfg.lr * cfg.init_lr_scale
+            iterations, final_loss, diverged, seen = self._fit(model, x_train, y_train, lr)
             train_seconds = time.perf_counter() - t0
             t1 = time.perf_counter()
             if not diverged and cfg.bn_recalibration:
@@ -232,20 +250,20 @@ class ProxyTrainer:
         x_val = x_val.to(dev, memory_format=fmt)
         return x_train, data.y_train.to(dev), x_val, data.y_val.to(dev)
 
-    def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+    def _optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
         cfg = self.config
         params = [p for p in model.parameters() if p.requires_grad]
         if cfg.optimizer == "adam":
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
         return torch.optim.SGD(
             params,
-            lr=cfg.lr,
+            lr=lr,
             momentum=cfg.momentum,
             weight_decay=cfg.weight_decay,
             nesterov=cfg.momentum > 0,
         )
 
-    def _fit(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    def _fit(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float):
         cfg = self.config
         n = x.shape[0]
         bs = min(cfg.batch_size, n)
@@ -253,7 +271,7 @@ class ProxyTrainer:
         total = cfg.epochs * steps_per_epoch
         if cfg.max_iterations is not None:
             total = min(total, cfg.max_iterations)
-        optimizer = self._optimizer(model)
+        optimizer = self._optimizer(model, lr)
         scheduler = (
             torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total))
             if cfg.schedule == "cosine"
@@ -330,3 +348,11 @@ class ProxyTrainer:
         if not finite.item():
             return math.nan
         return 100.0 * correct.item() / max(1, x.shape[0])
+
+
+def _initialised(init: Any) -> bool:
+    """Whether an ``init_fn`` result says it loaded anything (unknown results count as yes)."""
+    hits = getattr(init, "hits", None)
+    if hits is None:
+        return True
+    return bool(hits) or bool(getattr(init, "stem", False)) or bool(getattr(init, "head", False))
