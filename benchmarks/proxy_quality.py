@@ -34,6 +34,15 @@ Usage::
     python benchmarks/proxy_quality.py --quick            # under 10 minutes
     python benchmarks/proxy_quality.py --json runs/proxy_quality.json
 
+    # less saturated re-run (all 10 classes, 720 training images, 360 validation),
+    # 30-architecture pool, AKP at the from-scratch lr and at 0.2x (init_lr_scale),
+    # rank quality only; one process per seed, then the summary over seeds:
+    python benchmarks/proxy_quality.py --archs 16 --pool-archs 30 --pool-epochs 3 \
+        --long-epochs 12 --proxy-epochs 1 2 4 --akp-epochs 1 2 --cross-epochs \
+        --search-classes 0 1 2 3 4 5 6 7 8 9 --max-train 720 --init-lr-scales 1.0 0.2 \
+        --rank-only true --seed 0 --json runs/pq_seed0.json
+    python benchmarks/proxy_quality.py --summarise runs/pq_seed0.json runs/pq_seed1.json
+
 Timings on a shared machine are noisy: report them as measured under load.
 """
 
@@ -493,11 +502,46 @@ def report(s: Settings, results: dict) -> None:
               f"min {la['rank_rho_between_repeats_min']:.2f}")  # fmt: skip
 
 
+def summarise(paths: list[Path]) -> dict:
+    """Rank quality of saved (possibly partial) ``--json`` results, per file and averaged.
+
+    A run stopped early keeps the architectures it finished; the Spearman table is
+    computed over those. With several files (e.g. one per ``--seed``), the mean rho of
+    each proxy over the files is printed too.
+    """
+    per_file = {}
+    for path in paths:
+        results = json.loads(path.read_text())
+        s = Settings(**{k: tuple(v) if isinstance(v, list) else v
+                        for k, v in results["settings"].items()})  # fmt: skip
+        done = len(results["archs"])
+        s.archs = done
+        results["rank_quality"] = rank_quality(s, results)
+        truth = np.asarray([r["long"]["accuracy"] for r in results["archs"]])
+        results["reference"] = {"min": float(truth.min()), "max": float(truth.max()),
+                                "distinct": int(len(np.unique(truth))), "archs": done}  # fmt: skip
+        print(f"\n##### {path} ({done} architectures finished)")
+        report(s, results)
+        per_file[str(path)] = results["rank_quality"]
+    if len(paths) > 1:
+        print("\n##### mean rho over files")
+        names = list(next(iter(per_file.values()))["spearman"])
+        for name in names:
+            rhos = [rq["spearman"][name]["rho"] for rq in per_file.values()]
+            shown = " ".join(_fmt(r) for r in rhos)
+            valid = [r for r in rhos if r is not None]
+            mean = _fmt(float(np.mean(valid)) if valid else None)
+            print(f"{name:<18} mean {mean}  ({shown})")
+    return per_file
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small sizes, under 10 minutes")
     p.add_argument("--json", type=Path, default=None, help="write results (also partial) here")
     p.add_argument("--workdir", type=Path, default=None, help="pools go here (default: temp dir)")
+    p.add_argument("--summarise", type=Path, nargs="+", default=None,
+                   help="only report the rank quality of these saved --json files")  # fmt: skip
     for name, default in asdict(Settings()).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(default, bool):
@@ -508,6 +552,8 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             p.add_argument(flag, type=type(default), default=None)
     args = p.parse_args(argv)
+    if args.summarise:
+        return summarise(args.summarise)
     s = Settings(**(QUICK if args.quick else {}))
     for name in asdict(s):
         value = getattr(args, name)
