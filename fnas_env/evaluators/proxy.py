@@ -75,7 +75,9 @@ class ProxyEvaluator(Evaluator):
         model_config: network settings (default :func:`proxy_model_config` of the
             dataset with ``width``). Its ``resolution``, ``in_channels`` and ``num_classes`` are
             always taken from the dataset (after ``train_config.resolution``).
-        train_config: proxy-training settings (default ``TrainConfig()``).
+        train_config: proxy-training settings (default ``TrainConfig()``). Its
+            ``init_lr_scale`` multiplies the peak lr of candidates the pool
+            initialised (default 1.0: the from-scratch lr).
         latency_model: cost model for the reward (default
             ``LatencyModel("measured")``: batch-1 CPU latency in ms, cached per
             architecture, so a repeated architecture gets the same value).
