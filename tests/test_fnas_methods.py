@@ -147,7 +147,7 @@ def test_record_schema_and_mnas_target():
     assert fnas["activated_to_top01pct"] == 3 and fnas["activated_to_top1pct"] == 3
     assert fnas["trusted_fraction"] == 0.4 and fnas["replayed_fraction"] == 0.25
     table = fa.tables(records)
-    assert "| e | fnas >= 4x fewer than mnas | 1.00x | MISSED |" in table
+    assert "| e | fnas >= 4x fewer than mnas | 1.00x (1 seeds) | MISSED |" in table
 
 
 def test_activated_to_mnas_best_matches_trace():
@@ -182,4 +182,4 @@ def test_tables_from_saved_records(tmp_path, capsys):
     assert len(records) == 2
     out = capsys.readouterr().out
     # mnas reaches its final best 80 at sample 3, uac at 2: 1.5x, under the 2x target
-    assert "| e | uac >= 2x fewer than mnas | 1.50x | MISSED |" in out
+    assert "| e | uac >= 2x fewer than mnas | 1.50x (1 seeds) | MISSED |" in out
