@@ -274,7 +274,10 @@ def tables(records: list[dict[str, Any]]) -> str:
     for env in dict.fromkeys(r["env"] for r in records):
         rows = [r for r in records if r["env"] == env]
         first = rows[0]
-        title = f"### {env} (mnas target: median final best reward {first['mnas_best_reward']:.3f}"
+        target = first["mnas_best_reward"]
+        title = f"### {env} (mnas target: " + (
+            "no mnas runs" if target is None else f"median final best reward {target:.3f}"
+        )
         if first["top1pct_accuracy"] is not None:
             title += (
                 f"; top-1% >= {first['top1pct_accuracy']:.2f}, "
