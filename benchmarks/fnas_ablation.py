@@ -24,7 +24,7 @@ fewer activated samples than mnas to mnas's final best; FNAS reaching the top-0.
 with no more activated samples than evolution).
 
     python benchmarks/fnas_ablation.py --quick
-    python benchmarks/fnas_ablation.py --envs macro,anb --seeds 5 --budget 300 --json a.json
+    python benchmarks/fnas_ablation.py --envs macro,anb-zcu102 --seeds 5 --budget 100 --json a.json
     python benchmarks/fnas_ablation.py --tables a.json,b.json   # tables of saved records
 """
 
