@@ -262,6 +262,8 @@ def _fmt(x: float, budget: int | None = None, digits: str = "g") -> str:
 
 def _fmt_speed(speed: float, mnas_median: float, budget: int) -> str:
     """``1.50x``; ``<0.92x`` when the method's median never got there (it needs > budget)."""
+    if math.isnan(speed):
+        return "-"
     if speed > 0:
         return f"{speed:.2f}x"
     return f"<{mnas_median / budget:.2f}x" if math.isfinite(mnas_median) else "-"
@@ -306,7 +308,12 @@ def tables(records: list[dict[str, Any]]) -> str:
             to_best = _median([r["activated_to_mnas_best"] for r in rs])
             costs = [r["cost_to_mnas_best"] for r in rs]
             has_cost = any(r["cost_trace"] is not None for r in rs)
-            speed = mnas_med / to_best if math.isfinite(to_best) else 0.0
+            # undefined (nan) when mnas's own median never reaches its target (e.g. 2 seeds)
+            speed = (
+                math.nan
+                if not math.isfinite(mnas_med)
+                else (mnas_med / to_best if math.isfinite(to_best) else 0.0)
+            )
             top1 = _median([r["activated_to_top1pct"] for r in rs])
             top01 = _median([r["activated_to_top01pct"] for r in rs])
             medians[method] = {
@@ -346,6 +353,8 @@ def tables(records: list[dict[str, Any]]) -> str:
             if method in medians:
                 m = medians[method]
                 ok = "MET" if m["speed"] >= goal else "MISSED"
+                if math.isnan(m["speed"]):
+                    ok = "UNDEFINED (mnas's median run never reaches its target)"
                 verdicts.append(
                     f"| {env} | {method} >= {goal:g}x fewer than mnas | {m['shown']} "
                     f"({m['seeds']} seeds) | {ok} |"
