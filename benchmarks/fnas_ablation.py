@@ -378,7 +378,9 @@ def tables(records: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 seeds, budget 60, macro (~2 min)")
+    parser.add_argument(
+        "--quick", action="store_true", help="3 seeds, budget 50, macro (about a minute)"
+    )
     parser.add_argument("--envs", default=",".join(ENVS), help=f"comma-separated of {list(ENVS)}")
     parser.add_argument(
         "--methods",
@@ -430,7 +432,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     budget = args.budget
     if args.quick:
-        seeds, budget, envs = [0, 1], 60, ["macro"]
+        seeds, budget, envs = [0, 1, 2], 50, ["macro"]
         methods = [m for m in methods if m != "fnas-transfer"]
     records = run(
         envs,
