@@ -23,7 +23,6 @@ and method:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import sys
@@ -32,10 +31,8 @@ from typing import Any
 
 import numpy as np
 
+import agents.fnas_methods  # noqa: F401 - registers mnas, uac, aeb, fnas, fnas-transfer
 from agents.harness import METHODS, TracePoint, make_search_env, reach, run_method
-
-if importlib.util.find_spec("agents.fnas_methods") is not None:
-    import agents.fnas_methods  # noqa: F401 - registers mnas, uac, aeb, fnas, fnas-transfer
 
 __all__ = ["ENVS", "thresholds", "summarize_run", "run_benchmark", "main"]
 
