@@ -197,7 +197,9 @@ def main() -> None:
 
     # 5. search: stop after --architectures trained architectures
     model.learn(
-        total_timesteps=base.horizon * args.architectures,
+        # generous step limit: trusted and discarded episodes cost steps but no
+        # training; SearchBudgetCallback stops at --architectures trained ones
+        total_timesteps=base.horizon * args.architectures * 10,
         callback=CallbackList(
             [
                 SearchBudgetCallback(budget=args.architectures),
