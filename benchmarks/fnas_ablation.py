@@ -55,6 +55,7 @@ __all__ = [
     "run",
     "tables",
     "main",
+    "parse_settings",
 ]
 
 #: Env names -> (gym id, gym.make kwargs).
@@ -221,6 +222,11 @@ def run(
         stats = dict(fm.LAST_RUN) if method in fm.FNAS_METHODS[1:] else None
         rec = summarize(name, method, seed, trace, targets, _costs(env_id, kwargs, trace), stats)
         rec["reported"] = report
+        rec["fnas_settings"] = {
+            k: v
+            for k, v in vars(fm.FNAS_SETTINGS).items()
+            if k not in ("save_dir", "transfer_critic", "transfer_buffer")
+        }
         if report:
             records.append(rec)
         if jsonl:
@@ -376,6 +382,31 @@ def tables(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def parse_settings(text: str) -> dict[str, Any]:
+    """``"learning_rate=3e-3,n_epochs=8"`` -> FNASSettings changes (unknown keys go to ``extra``).
+
+    Values are parsed as JSON where possible (numbers, ``true``/``false``), else kept as
+    strings. Raises ValueError on an item without ``=``.
+    """
+    changes: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--fnas-settings items are key=value, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        target = changes if key.strip() in fm.FNASSettings.__dataclass_fields__ else extra
+        target[key.strip()] = value
+    if extra:
+        changes["extra"] = {**fm.FNAS_SETTINGS.extra, **extra}
+    return changes
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -400,6 +431,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--work-dir", default=None, help="where pretrained critics are saved")
     parser.add_argument(
         "--tables", default=None, help="comma-separated JSON files: print their tables only"
+    )
+    parser.add_argument(
+        "--fnas-settings",
+        default="",
+        help="comma-separated key=value changes of agents.fnas_methods.FNAS_SETTINGS, e.g. "
+        "learning_rate=3e-3,max_replay_fraction=0.25 (keys of extra go to the controller: "
+        "n_epochs=8)",
     )
     args = parser.parse_args(argv)
     if args.tables:
@@ -429,6 +467,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             parser.error(f"unknown method {m!r}; choose from {sorted(REGISTRY)}")
     if args.seeds < 1 or args.budget < 1:
         parser.error("--seeds and --budget must be positive")
+    try:
+        settings = parse_settings(args.fnas_settings)
+    except ValueError as exc:
+        parser.error(str(exc))
+    fm.configure(**settings)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     budget = args.budget
     if args.quick:

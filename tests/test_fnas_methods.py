@@ -67,7 +67,8 @@ def test_transfer_needs_critic(settings):
         run_method("fnas-transfer", "FNAS-Macro-v0", budget=4, seed=0)
 
 
-def test_transfer_loads_and_keeps_training(tmp_path, settings, monkeypatch):
+@pytest.mark.parametrize("clear_replay", [True, False])
+def test_transfer_loads_and_keeps_training(tmp_path, settings, monkeypatch, clear_replay):
     from wrappers.critic import UncertaintyCritic
 
     space = get_space("macro")
@@ -89,18 +90,23 @@ def test_transfer_loads_and_keeps_training(tmp_path, settings, monkeypatch):
         return critic
 
     monkeypatch.setattr(UncertaintyCritic, "load", spy)
-    fm.configure(transfer_critic=str(tmp_path / "critic-{seed}.pt"))
+    fm.configure(
+        transfer_critic=str(tmp_path / "critic-{seed}.pt"),
+        transfer_clear_replay=clear_replay,
+        transfer_warmup=4,
+    )
     trace = run_method("fnas-transfer", "FNAS-Macro-v0", budget=BUDGET, seed=0)
     assert len(trace) == BUDGET
     np.testing.assert_array_equal(loaded["before"][0], expected[0])
     np.testing.assert_array_equal(loaded["before"][1], expected[1])
     critic = fm.LAST_RUN["critic"]
     assert critic is loaded["critic"]
-    # the source's replay is kept and every new real evaluation was learnt from
-    assert critic.num_samples == n_source + fm.LAST_RUN["metrics"]["evaluated"]
-    assert critic.num_samples > n_source
+    # every new real evaluation was learnt from; the source's replay is kept unless cleared
+    kept = 0 if clear_replay else n_source
+    assert critic.num_samples == kept + fm.LAST_RUN["metrics"]["evaluated"]
+    assert critic.num_samples > kept
     assert not np.allclose(critic.predict(x)[0], expected[0])
-    # warm-up already satisfied by the pretrained critic: trust from the start
+    # kept replay: the warm-up is already satisfied; cleared: transfer_warmup new samples
     assert fm.LAST_RUN["metrics"]["trusted"] > 0
 
 

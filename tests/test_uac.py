@@ -51,8 +51,11 @@ class ScriptedCritic:
     unless a test changes U on purpose.
     """
 
-    def __init__(self, uncertainty=lambda choices: 0.0, num_samples: int = 0):
+    def __init__(
+        self, uncertainty=lambda choices: 0.0, num_samples: int = 0, value=lambda choices: 50.0
+    ):
         self.uncertainty = uncertainty
+        self.value = value
         self.num_samples = num_samples
         self.num_updates = 0
         self.updates: list[tuple[np.ndarray, list[float]]] = []
@@ -60,7 +63,7 @@ class ScriptedCritic:
     def predict(self, embeddings):
         archs = [SPACE.from_one_hot(x) for x in np.atleast_2d(embeddings)]
         u = np.array([float(self.uncertainty(a.choices)) for a in archs])
-        return np.full(len(archs), 50.0), u
+        return np.array([float(self.value(a.choices)) for a in archs]), u
 
     def update(self, embeddings, rewards, steps=None):
         self.updates.append((np.array(embeddings), list(rewards)))
@@ -213,6 +216,28 @@ def test_transfer_keeps_weights_and_relearns_the_scale(tmp_path):
     v, _ = critic.predict(x[100:])
     assert critic.num_samples == 20
     assert np.abs(v - (r[100:] - 20.0)).mean() < 0.5 * np.abs(v_before[20:] - (r[100:] - 20)).mean()
+
+
+@pytest.mark.parametrize("restandardize", [0, 5])
+def test_clear_replay_reads_v_in_the_new_tasks_scale(tmp_path, restandardize):
+    """restandardize=n: the new task's first n rewards re-scale V's output (no PopArt)."""
+    archs, x, r = synthetic_data(120)
+    critic = small_critic(hidden=64)
+    critic.update(x[:80], r[:80], steps=100)
+    old_mean, old_std = critic.reward_mean, critic.reward_std
+    v_before, _ = critic.predict(x[100:])
+    critic.clear_replay(restandardize=restandardize)
+    new_rewards = 0.5 * r[80:85] - 20.0  # another task: other offset and spread
+    critic.update(x[80:85], new_rewards, steps=0)
+    v_after, _ = critic.predict(x[100:])
+    if restandardize:
+        expected = (v_before - old_mean) / old_std * new_rewards.std() + new_rewards.mean()
+    else:  # PopArt keeps predictions in the old task's units
+        expected = v_before
+    np.testing.assert_allclose(v_after, expected, rtol=1e-4, atol=1e-3)
+    # after the first n rewards the statistics move with the PopArt correction again
+    critic.update(x[85:86], [100.0], steps=0)
+    np.testing.assert_allclose(critic.predict(x[100:])[0], v_after, rtol=1e-4, atol=1e-3)
 
 
 # ---- the gate --------------------------------------------------------------------------------
@@ -380,6 +405,29 @@ def test_v_error_is_measured_before_training():
     assert metrics["critic_samples"] == 40 and metrics["trusted_fraction"] == 0.0
 
 
+@pytest.mark.parametrize("verify_best", [True, False])
+def test_verify_best_evaluates_would_be_incumbents(verify_best):
+    """U would trust everything; with verify_best, a new arch whose V beats the best is measured."""
+    incumbent = (1,) * 8  # evaluated first (warm-up): reward objective(incumbent)
+    best = objective(SPACE.from_choices(incumbent))
+    better, worse = (2,) + (1,) * 7, (0,) + (1,) * 7  # V above / below the incumbent's reward
+    evaluator = SyntheticMacro()
+    critic = ScriptedCritic(value=lambda c: best + 1.0 if c in (better, incumbent) else best - 1.0)
+    gate = UncertaintyGate(
+        one_shot_env(evaluator), critic, threshold=1.0, warmup=1, verify_best=verify_best
+    )
+    assert final_step(gate, incumbent)[4]["evaluated"]  # warm-up
+    assert gate.best_reward == best
+    assert not final_step(gate, worse)[4]["evaluated"]
+    assert not final_step(gate, incumbent)[4]["evaluated"]  # known: V's optimism is not news
+    assert final_step(gate, better)[4]["evaluated"] is verify_best
+    assert gate.metrics()["verified"] == float(verify_best)
+    assert evaluator.calls == 1 + int(verify_best)
+    if verify_best:  # now known: trusted like any other
+        assert gate.best_reward == objective(SPACE.from_choices(better))
+        assert not final_step(gate, better)[4]["evaluated"]
+
+
 def test_metrics_keys_and_values():
     u_rng = np.random.default_rng(0)
     gate = UncertaintyGate(one_shot_env(), ScriptedCritic(lambda c: u_rng.random()), warmup=0)
@@ -390,6 +438,7 @@ def test_metrics_keys_and_values():
         "trusted_fraction",
         "trusted",
         "evaluated",
+        "verified",
         "v_mae",
         "v_mae_recent",
         "v_spearman",

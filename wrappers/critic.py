@@ -119,6 +119,8 @@ class UncertaintyCritic:
         # used while there are too few samples (set by clear_replay to keep a transferred scale)
         self._prior_mean = 0.0
         self._prior_std = 1.0
+        # rewards counted before the statistics move with the PopArt correction (clear_replay)
+        self._restandardize_until = 0
         # replay of every really evaluated sample: embedding, reward
         self._x = np.zeros((0, self.embedding_dim), dtype=np.float32)
         self._r = np.zeros(0, dtype=np.float64)
@@ -144,13 +146,14 @@ class UncertaintyCritic:
     def _observe(self, rewards: np.ndarray) -> None:
         """Fold new rewards into the statistics, keeping predictions in reward units."""
         old_mean, old_std = self.reward_mean, self.reward_std
+        popart = self._count >= self._restandardize_until
         for r in rewards.tolist():
             self._count += 1
             delta = r - self._mean
             self._mean += delta / self._count
             self._m2 += delta * (r - self._mean)
         new_mean, new_std = self.reward_mean, self.reward_std
-        if (old_mean, old_std) == (new_mean, new_std):
+        if not popart or (old_mean, old_std) == (new_mean, new_std):
             return
         with torch.no_grad():  # PopArt: y_new = (std_old y_old + mean_old - mean_new) / std_new
             v_last, u_last = self.v_net[-1], self.u_net[-1]
@@ -338,16 +341,26 @@ class UncertaintyCritic:
         self._train(int(steps))
         return len(xs)
 
-    def clear_replay(self, stats_count: int = 0) -> None:
+    def clear_replay(self, stats_count: int = 0, restandardize: int = 5) -> None:
         """Forget the replay (e.g. after loading a critic from another task).
 
         V and U keep their weights and keep learning from the new search's
         samples only. The reward statistics keep their mean and spread but count
         as ``stats_count`` samples (default 0: the new task's first rewards set
-        them), so a task with another reward scale takes over quickly.
+        them).
+
+        ``restandardize``: for the new task's first this many rewards (default 5)
+        the statistics move *without* the PopArt correction, so V's standardised
+        output (what transfers between tasks: which architectures are better and
+        by how many standard deviations) is read in the new task's reward scale
+        instead of being held at the old task's values. 0 keeps predictions in the
+        old task's reward units (right when only the replay, not the scale, is stale).
         """
-        if int(stats_count) < 0:
-            raise ValueError(f"stats_count must be >= 0, got {stats_count!r}")
+        if int(stats_count) < 0 or int(restandardize) < 0:
+            raise ValueError(
+                f"stats_count and restandardize must be >= 0, got {stats_count!r} and "
+                f"{restandardize!r}"
+            )
         self._x = self._x[:0]
         self._r = self._r[:0]
         mean, std = self.reward_mean, self.reward_std
@@ -355,6 +368,7 @@ class UncertaintyCritic:
         self._count = min(self._count, int(stats_count))
         self._mean = mean if self._count else 0.0
         self._m2 = std**2 * self._count
+        self._restandardize_until = self._count + int(restandardize)
 
     # ---- persistence -----------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -371,6 +385,7 @@ class UncertaintyCritic:
                 "m2": float(self._m2),
                 "prior_mean": float(self._prior_mean),
                 "prior_std": float(self._prior_std),
+                "restandardize_until": int(self._restandardize_until),
             },
             "replay": {
                 "x": torch.from_numpy(self._x.copy()),
@@ -408,6 +423,7 @@ class UncertaintyCritic:
             float(stats["prior_mean"]),
             float(stats["prior_std"]),
         )
+        critic._restandardize_until = int(stats.get("restandardize_until", 0))
         replay = state["replay"]
         critic._x = replay["x"].numpy().astype(np.float32)
         critic._r = replay["r"].numpy().astype(np.float64)

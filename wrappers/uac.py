@@ -59,6 +59,17 @@ class UncertaintyGate(gym.Wrapper):
     alone rarely exceeds the quota.
     ``max_uncertainty`` adds an absolute ceiling to the adaptive threshold.
 
+    ## Verifying would-be incumbents
+
+    With ``verify_best`` (default True) an architecture not evaluated before whose
+    V exceeds the best reward really evaluated so far is always evaluated,
+    whatever its U (once there is an evaluated reward to compare with): the
+    critic may skip architectures, but it never crowns one. Without the rule a
+    search can converge on an architecture the critic overrates, feed the
+    controller V's optimistic reward for it and never measure it, so its answer
+    is unverified. Not in the paper (which does not say how its search picks
+    the final architecture); ``verify_best=False`` gives the plain U rule.
+
     ## Arguments
 
     - ``env``: a NASEnv, directly or under ``OrderEnforcing``/``PassiveEnvChecker``/
@@ -80,6 +91,8 @@ class UncertaintyGate(gym.Wrapper):
     - ``metrics_window``: untrusted samples the correlation metrics use (default 200).
     - ``max_uncertainty``: never trust above this U, adaptive or not (default None).
     - ``trust_enabled``: initial value of :attr:`trust_enabled` (default True).
+    - ``verify_best``: evaluate every architecture whose V beats the best evaluated
+      reward so far (default True; see above).
 
     The last-step ``info`` adds ``uncertainty`` (U), ``predicted_reward`` (V)
     and ``threshold``; ``evaluated`` is False for trusted architectures.
@@ -104,6 +117,7 @@ class UncertaintyGate(gym.Wrapper):
         metrics_window: int = 200,
         max_uncertainty: float | None = None,
         trust_enabled: bool = True,
+        verify_best: bool = True,
     ):
         super().__init__(env)
         base = env.unwrapped
@@ -159,6 +173,10 @@ class UncertaintyGate(gym.Wrapper):
         self.update_steps = update_steps
         self.max_uncertainty = max_uncertainty
         self.trust_enabled = bool(trust_enabled)
+        self.verify_best = bool(verify_best)
+        self.best_reward = -math.inf  # best really evaluated (non-failed) reward
+        self.num_verified = 0  # evaluated because V beat best_reward (U alone would trust)
+        self._evaluated: set[str] = set()  # architectures really evaluated (not failed)
         # the last `window` architectures and their U under the critic version `_u_version`
         self._recent_x: deque[np.ndarray] = deque(maxlen=int(window))
         self._recent_u: deque[float] = deque(maxlen=int(window))
@@ -201,7 +219,16 @@ class UncertaintyGate(gym.Wrapper):
         self._remember_uncertainty(embedding, u)
         limit = self.current_threshold()
         warm = int(getattr(self.critic, "num_samples", 0)) >= self.warmup
-        if self.trust_enabled and warm and math.isfinite(v) and u <= limit:
+        trust = self.trust_enabled and warm and math.isfinite(v) and u <= limit
+        if (
+            trust
+            and self.verify_best
+            and v > self.best_reward > -math.inf
+            and str(arch) not in self._evaluated
+        ):
+            trust = False
+            self.num_verified += 1
+        if trust:
             evaluation = Evaluation(
                 accuracy=v,
                 evaluated=False,
@@ -215,6 +242,8 @@ class UncertaintyGate(gym.Wrapper):
             obs, reward, terminated, truncated, info = base.finish(action, evaluation)
             self.num_evaluated += 1
             if not info.get("failed", False):
+                self.best_reward = max(self.best_reward, float(reward))
+                self._evaluated.add(str(arch))
                 # V's error on this sample is measured before the critic sees it
                 self._v.append(v)
                 self._r.append(float(reward))
@@ -248,6 +277,8 @@ class UncertaintyGate(gym.Wrapper):
 
         - ``trusted_fraction``: trusted / completed architectures so far.
         - ``trusted``, ``evaluated``: counts of completed architectures.
+        - ``verified``: evaluated only because V beat the best evaluated reward
+          (``verify_best``; U alone would have trusted them).
         - ``v_mae``: V's mean absolute error on untrusted samples, each measured
           before the critic trained on it (all so far).
         - ``v_mae_recent``: the same over the last ``metrics_window`` samples.
@@ -266,6 +297,7 @@ class UncertaintyGate(gym.Wrapper):
             "trusted_fraction": self.num_trusted / total if total else math.nan,
             "trusted": float(self.num_trusted),
             "evaluated": float(self.num_evaluated),
+            "verified": float(self.num_verified),
             "v_mae": self._error_sum / self._error_count if self._error_count else math.nan,
             "v_mae_recent": float(error.mean()) if len(error) else math.nan,
             "v_spearman": _correlation(stats.spearmanr, v, r),
