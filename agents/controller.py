@@ -51,6 +51,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from sb3_contrib import RecurrentPPO
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
@@ -180,7 +181,7 @@ def make_controller(
     }
     kwargs.update(n_steps=n_steps, batch_size=n_steps * venv.num_envs)
     kwargs.update(overrides)
-    return algorithm(
+    model = algorithm(
         "MlpLstmPolicy",
         venv,
         seed=seed,
@@ -188,3 +189,8 @@ def make_controller(
         verbose=verbose,
         **kwargs,
     )
+    if tensorboard_log is None and verbose == 0:
+        # SB3's default logger makes an empty SB3-<date> folder in the temp dir on every
+        # learn(); a search with nothing to write needs none (thousands in a benchmark)
+        model.set_logger(Logger(folder=None, output_formats=[]))
+    return model

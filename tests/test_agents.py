@@ -85,6 +85,19 @@ def test_controller_scaled_reward_keeps_true_record():
     assert model.env.scale == pytest.approx(0.01)
 
 
+def test_silent_controller_leaves_no_log_folders(tmp_path, monkeypatch):
+    """SB3's default logger would make an empty SB3-<date> folder per learn()."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    model = make_controller(synthetic_env(), seed=0, architectures_per_update=2)
+    model.learn(total_timesteps=2 * 6)
+    model.learn(total_timesteps=2 * 6, reset_num_timesteps=False)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("SB3-")] == []
+    model.logger.record("search/x", 1.0)  # still a working (silent) logger
+    model.logger.dump(0)
+
+
 # ---- baselines ------------------------------------------------------------------------
 BASELINES = [random_search, regularized_evolution, reinforce]
 
