@@ -56,6 +56,8 @@ class FNASSettings:
             (default 0.5, the paper's).
         max_replay_fraction: AEB, most replayed episodes per batch (default 0.5).
         buffer_capacity: AEB entries (default 10, the paper's).
+        critic_ensemble: uncertainty of new critics: 0 (default) the paper's U, K >= 2
+            the spread of K extra V networks (``UncertaintyCritic(ensemble=K)``).
         verify_best: the gate evaluates every architecture whose V beats the best
             evaluated reward (:class:`~wrappers.uac.UncertaintyGate`; default True).
         learning_rate: controller's Adam step of the FNAS methods (default 1e-3, as
@@ -84,6 +86,7 @@ class FNASSettings:
     max_trusted_fraction: float = 0.5
     max_replay_fraction: float = 0.5
     buffer_capacity: int = 10
+    critic_ensemble: int = 0
     verify_best: bool = True
     learning_rate: float = 1e-3
     transfer_warmup: int = 10
@@ -158,7 +161,9 @@ def _run_fnas(
         from wrappers.uac import UncertaintyGate
 
         if critic is None:
-            critic = UncertaintyCritic(nas_env(env).search_space.embedding_dim, seed=seed)
+            critic = UncertaintyCritic(
+                nas_env(env).search_space.embedding_dim, seed=seed, ensemble=s.critic_ensemble
+            )
         gate = UncertaintyGate(
             env,
             critic,

@@ -10,6 +10,7 @@ adaptive gate with ``trusted_fraction=0.5`` would trust) against the other
 half. Also the mean wall time of one ``update`` and one ``predict``.
 
     .venv/bin/python benchmarks/uac_critic_quality.py --bench macro nb201 --n 100 300 --seeds 0 1
+    .venv/bin/python benchmarks/uac_critic_quality.py --ensemble 5   # U = 5 V networks' spread
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ def evaluator_of(name: str):
     return MacroEvaluator() if name == "macro" else NB201Evaluator("cifar10")
 
 
-def run(name: str, n: int, seed: int, held_out: int = 500) -> dict[str, float]:
+def run(name: str, n: int, seed: int, held_out: int = 500, ensemble: int = 0) -> dict[str, float]:
     evaluator = evaluator_of(name)
     space = evaluator.space
     rng = np.random.default_rng(seed)
     archs = [space.sample(rng) for _ in range(n + held_out)]
     x = np.stack([space.one_hot(a) for a in archs])
     r = np.array([evaluator.evaluate(a).accuracy for a in archs])
-    critic = UncertaintyCritic(space.embedding_dim, seed=seed)
+    critic = UncertaintyCritic(space.embedding_dim, seed=seed, ensemble=ensemble)
     start = time.perf_counter()
     for i in range(n):
         critic.update(x[i : i + 1], r[i : i + 1])
@@ -67,6 +68,9 @@ def main() -> None:
     parser.add_argument("--bench", nargs="+", default=["macro", "nb201"])
     parser.add_argument("--n", nargs="+", type=int, default=[100, 300])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument(
+        "--ensemble", type=int, default=0, help="0: the paper's U; K >= 2: K V networks' spread"
+    )
     args = parser.parse_args()
     print(
         "| bench | n | seed | V Spearman | V MAE | reward spread | U~err Spearman | "
@@ -76,7 +80,7 @@ def main() -> None:
     for name in args.bench:
         for n in args.n:
             for seed in args.seeds:
-                m = run(name, n, seed)
+                m = run(name, n, seed, ensemble=args.ensemble)
                 keys = [
                     "v_spearman",
                     "v_mae",

@@ -50,6 +50,14 @@ def test_method_respects_budget(method, settings):
         assert counters["replayed"] == 0
 
 
+def test_settings_reach_the_critic_and_gate(settings):
+    fm.configure(critic_ensemble=3, verify_best=False)
+    run_method("fnas", "FNAS-Macro-v0", budget=6, seed=0)
+    assert len(fm.LAST_RUN["critic"].e_nets) == 3
+    assert fm.LAST_RUN["gate"].verify_best is False
+    assert fm.LAST_RUN["metrics"]["verified"] == 0
+
+
 def test_mnas_is_ppo_lstm():
     a = run_method("mnas", "FNAS-Macro-v0", budget=8, seed=3)
     b = run_method("ppo-lstm", "FNAS-Macro-v0", budget=8, seed=3)

@@ -137,18 +137,19 @@ def test_predictions_are_in_reward_units_and_survive_new_statistics():
     assert abs(critic.reward_mean - r[:20].mean()) > 0.5
 
 
-def test_save_load_round_trip(tmp_path):
+@pytest.mark.parametrize("ensemble", [0, 3])
+def test_save_load_round_trip(tmp_path, ensemble):
     _, x, r = synthetic_data(60)
-    critic = small_critic(seed=3)
+    critic = small_critic(seed=3, ensemble=ensemble)
     critic.update(x[:40], r[:40])
     path = critic.save(tmp_path / "critic.pt")
     loaded = UncertaintyCritic.load(path)
     for a, b in zip(critic.predict(x), loaded.predict(x)):
         np.testing.assert_array_equal(a, b)
-    for opt_a, opt_b in (
-        (critic.v_optimizer, loaded.v_optimizer),
-        (critic.u_optimizer, loaded.u_optimizer),
-    ):
+    pairs = [(critic.v_optimizer, loaded.v_optimizer), (critic.u_optimizer, loaded.u_optimizer)]
+    if ensemble:
+        pairs.append((critic.e_optimizer, loaded.e_optimizer))
+    for opt_a, opt_b in pairs:
         state_a, state_b = opt_a.state_dict()["state"], opt_b.state_dict()["state"]
         assert state_a.keys() == state_b.keys() and len(state_a) > 0
         for k in state_a:
@@ -159,10 +160,26 @@ def test_save_load_round_trip(tmp_path):
     # training goes on identically (optimiser moments, replay and sampling RNG restored)
     critic.update(x[40:], r[40:])
     loaded.update(x[40:], r[40:])
-    np.testing.assert_allclose(critic.predict(x)[0], loaded.predict(x)[0], rtol=1e-6)
+    for a, b in zip(critic.predict(x), loaded.predict(x)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
     with pytest.raises(ValueError, match="not a critic"):
         torch.save({"format": "other"}, tmp_path / "other.pt")
         UncertaintyCritic.load(tmp_path / "other.pt")
+
+
+def test_ensemble_uncertainty_is_the_members_spread_and_grows_off_the_data():
+    """ensemble=K: U is the std of K extra V networks; larger where no sample was seen."""
+    with pytest.raises(ValueError, match="ensemble must be 0"):
+        small_critic(ensemble=1)
+    archs, x, r = synthetic_data(400, seed=4)
+    seen = np.array([a.choices[0] != 2 for a in archs])  # never a 2 in the first layer
+    critic = small_critic(ensemble=4, seed=1)
+    critic.update(x[seen][:150], r[seen][:150], steps=400)
+    with torch.no_grad():
+        members = torch.stack([net(torch.as_tensor(x)).squeeze(-1) for net in critic.e_nets])
+    _, u = critic.predict(x)
+    np.testing.assert_allclose(u, members.std(dim=0).double().numpy() * critic.reward_std, 1e-5)
+    assert u[~seen].mean() > 1.5 * u[seen][150:].mean()
 
 
 def write_record(path, archs, rewards):

@@ -12,6 +12,13 @@ Rewards are standardised internally with running statistics of every reward
 the critic has learnt from (mean, standard deviation; PopArt-style: when the
 statistics move, V's and U's output layers are rescaled so that predictions in
 reward units do not jump). ``predict`` answers in reward units.
+
+``ensemble=K`` (K >= 2) adds K more V networks (different initialisations,
+trained on the same minibatches as V) and reports their standard deviation
+as the uncertainty instead of U: disagreement of independently initialised
+networks away from the training data (Lakshminarayanan et al., 2017, "Simple
+and Scalable Predictive Uncertainty Estimation using Deep Ensembles"). U is
+trained either way; V stays the reward.
 """
 
 from __future__ import annotations
@@ -64,6 +71,9 @@ class UncertaintyCritic:
             ``steps`` is not given (default 4).
         min_std: floor of the reward standard deviation used to standardise
             targets, in reward units (default 1e-3).
+        ensemble: 0 (default: the paper's U is the uncertainty) or K >= 2 extra V
+            networks whose standard deviation is the uncertainty (see the module
+            docstring; K x the training cost of V).
         num_threads: torch intra-op threads while the critic predicts or trains
             (default 1, restored afterwards; ``None`` leaves torch's setting). The
             networks are tiny: more threads gain nothing and, on a busy machine,
@@ -82,11 +92,16 @@ class UncertaintyCritic:
         steps_per_sample: int = 4,
         min_std: float = 1e-3,
         num_threads: int | None = 1,
+        ensemble: int = 0,
     ):
         if int(embedding_dim) < 1:
             raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}")
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr!r}")
+        if int(ensemble) < 0 or int(ensemble) == 1:
+            raise ValueError(
+                f"ensemble must be 0 (U is the uncertainty) or >= 2 networks, got {ensemble!r}"
+            )
         if int(batch_size) < 1 or int(steps_per_sample) < 0:
             raise ValueError(
                 f"batch_size must be >= 1 and steps_per_sample >= 0, got "
@@ -102,6 +117,7 @@ class UncertaintyCritic:
             steps_per_sample=int(steps_per_sample),
             min_std=float(min_std),
             num_threads=None if num_threads is None else int(num_threads),
+            ensemble=int(ensemble),
         )
         self.embedding_dim = int(embedding_dim)
         self.device = torch.device(device)
@@ -109,8 +125,14 @@ class UncertaintyCritic:
             torch.manual_seed(seed)
             self.v_net = build_mlp(self.embedding_dim, hidden, layers).to(self.device)
             self.u_net = build_mlp(self.embedding_dim, hidden, layers).to(self.device)
+            self.e_nets = nn.ModuleList(
+                build_mlp(self.embedding_dim, hidden, layers) for _ in range(int(ensemble))
+            ).to(self.device)
         self.v_optimizer = torch.optim.Adam(self.v_net.parameters(), lr=lr)
         self.u_optimizer = torch.optim.Adam(self.u_net.parameters(), lr=lr)
+        self.e_optimizer = (
+            torch.optim.Adam(self.e_nets.parameters(), lr=lr) if len(self.e_nets) else None
+        )
         self._rng = np.random.default_rng(seed)
         # running reward statistics (Welford): count, mean, sum of squared deviations
         self._count = 0
@@ -156,9 +178,10 @@ class UncertaintyCritic:
         if not popart or (old_mean, old_std) == (new_mean, new_std):
             return
         with torch.no_grad():  # PopArt: y_new = (std_old y_old + mean_old - mean_new) / std_new
-            v_last, u_last = self.v_net[-1], self.u_net[-1]
-            v_last.weight.mul_(old_std / new_std)
-            v_last.bias.mul_(old_std).add_(old_mean - new_mean).div_(new_std)
+            for net in (self.v_net, *self.e_nets):
+                net[-1].weight.mul_(old_std / new_std)
+                net[-1].bias.mul_(old_std).add_(old_mean - new_mean).div_(new_std)
+            u_last = self.u_net[-1]
             u_last.weight.mul_(old_std / new_std)
             u_last.bias.mul_(old_std / new_std)
 
@@ -193,12 +216,17 @@ class UncertaintyCritic:
         """V (predicted reward) and U (predicted absolute error of V), in reward units.
 
         ``embeddings``: shape ``(n, embedding_dim)`` (or one embedding); returns two
-        float64 arrays of shape ``(n,)``. U is clipped at 0.
+        float64 arrays of shape ``(n,)``. U is clipped at 0; with ``ensemble`` it is
+        the ensemble's standard deviation.
         """
         x = torch.as_tensor(self._as_batch(embeddings), device=self.device)
         with torch.no_grad(), self._threads():
             v = self.v_net(x).squeeze(-1).double().cpu().numpy()
-            u = self.u_net(x).squeeze(-1).double().cpu().numpy()
+            if len(self.e_nets):
+                members = torch.stack([net(x).squeeze(-1) for net in self.e_nets])
+                u = members.std(dim=0).double().cpu().numpy()
+            else:
+                u = self.u_net(x).squeeze(-1).double().cpu().numpy()
         std = self.reward_std
         return v * std + self.reward_mean, np.maximum(u, 0.0) * std
 
@@ -258,8 +286,8 @@ class UncertaintyCritic:
     ) -> dict[str, float]:
         n, batch = len(self._r), self.config["batch_size"]
         mean, std = self.reward_mean, self.reward_std
-        self.v_net.train()
-        self.u_net.train()
+        for net in (self.v_net, self.u_net, self.e_nets):
+            net.train()
         for _ in range(steps):
             if new is not None and len(new) < batch:
                 extra = self._rng.integers(n, size=min(batch, n) - len(new)) if n > len(new) else []
@@ -280,10 +308,15 @@ class UncertaintyCritic:
             self.u_optimizer.zero_grad(set_to_none=True)
             loss_u.backward()
             self.u_optimizer.step()
+            if self.e_optimizer is not None:  # each member: the same L1 loss as V
+                loss_e = sum((net(x).squeeze(-1) - z).abs().mean() for net in self.e_nets)
+                self.e_optimizer.zero_grad(set_to_none=True)
+                loss_e.backward()
+                self.e_optimizer.step()
             self.num_updates += 1
             losses = {"loss_v": loss_v.item(), "loss_u": loss_u.item()}
-        self.v_net.eval()
-        self.u_net.eval()
+        for net in (self.v_net, self.u_net, self.e_nets):
+            net.eval()
         return losses
 
     def losses(self) -> dict[str, float]:
@@ -379,6 +412,8 @@ class UncertaintyCritic:
             "u": self.u_net.state_dict(),
             "v_optimizer": self.v_optimizer.state_dict(),
             "u_optimizer": self.u_optimizer.state_dict(),
+            "ensemble": self.e_nets.state_dict(),
+            "e_optimizer": None if self.e_optimizer is None else self.e_optimizer.state_dict(),
             "stats": {
                 "count": int(self._count),
                 "mean": float(self._mean),
@@ -413,6 +448,9 @@ class UncertaintyCritic:
         critic.u_net.load_state_dict(state["u"])
         critic.v_optimizer.load_state_dict(state["v_optimizer"])
         critic.u_optimizer.load_state_dict(state["u_optimizer"])
+        if critic.e_optimizer is not None:
+            critic.e_nets.load_state_dict(state["ensemble"])
+            critic.e_optimizer.load_state_dict(state["e_optimizer"])
         stats = state["stats"]
         critic._count, critic._mean, critic._m2 = (
             int(stats["count"]),
