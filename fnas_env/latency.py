@@ -10,7 +10,7 @@ device. :class:`LatencyModel` gives it in one of three ways (``cost_model``):
   cell) and the head are timed once per distinct configuration and input shape,
   and an architecture's latency is predicted as the sum of its parts, so most
   architectures of a search need no timing at all. Milliseconds.
-- ``"macs"``: multiply-accumulates counted by ``FlopCounterMode``, a
+- ``"macs"``: multiply-accumulates (``count_macs_params``), a
   hardware-independent cost. Millions of MACs.
 
 Results are cached per architecture and model config, in memory and optionally

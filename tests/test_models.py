@@ -204,6 +204,21 @@ def test_macs_and_params_positive_and_grow_with_width() -> None:
     assert model.training  # mode restored
 
 
+@pytest.mark.parametrize("space_name", ["mnas", "anb", "macro", "nb201"])
+def test_hook_macs_equal_torch_flop_counter(space_name) -> None:
+    """The forward-hook count equals FlopCounterMode's FLOPs / 2 (convs and matmuls only)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = ProxyModelConfig(width_mult=0.5, resolution=32, num_classes=10)
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        model = build_model(get_space(space_name).sample(rng), config).eval()
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(torch.zeros(config.input_shape(1)))
+        assert count_macs_params(model, config).macs == counter.get_total_flops() // 2
+
+
 def test_macs_grow_with_resolution_params_do_not() -> None:
     arch = get_space("nb201").from_string(
         "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|avg_pool_3x3~1|none~2|"

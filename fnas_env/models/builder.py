@@ -1,8 +1,8 @@
 """Build the torch network of any architecture of the mnas, anb, macro and nb201 spaces.
 
 ``build_model(arch, config)`` is the project's only entry point to torch modules
-of architectures; ``count_macs_params(model, config)`` measures their cost with
-``torch.utils.flop_counter.FlopCounterMode`` (MACs = FLOPs / 2).
+of architectures; ``count_macs_params(model, config)`` measures their cost (MACs of
+convolutions and linear layers, counted with forward hooks).
 
 The networks
 ------------
@@ -59,7 +59,6 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops.misc import Conv2dNormActivation
 
 from fnas_env.arch import Architecture
@@ -333,21 +332,42 @@ def build_model(arch: Architecture, config: ProxyModelConfig | None = None) -> n
 def count_macs_params(model: nn.Module, config: ProxyModelConfig) -> ModelCost:
     """MACs of one batch-1 forward pass at ``config``'s input, and the parameter count.
 
-    Counted by ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and
-    matrix products; MACs = FLOPs / 2), so element-wise work (BN, activations,
-    additions) is not included, the usual convention of NAS papers and tables.
-    The model's train/eval mode is restored afterwards.
+    Counted with forward hooks on every ``nn.Conv2d`` (output elements x
+    ``in_channels / groups`` x kernel area) and ``nn.Linear`` (output elements x
+    ``in_features``), so element-wise work (BN, activations, additions, pooling)
+    and biases are not included, the usual convention of NAS papers and tables
+    (the same figure as ``torch.utils.flop_counter.FlopCounterMode`` / 2, without
+    its import of ``torch._dynamo`` and its per-operator dispatch). The model's
+    train/eval mode is restored afterwards.
     """
     params = sum(p.numel() for p in model.parameters())
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     x = torch.zeros(config.input_shape(1), device=device)
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        kernel = module.kernel_size[0] * module.kernel_size[1]
+        total += output.numel() * (module.in_channels // module.groups) * kernel
+
+    def linear_hook(module: nn.Linear, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        total += output.numel() * module.in_features
+
+    handles = []
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            handles.append(module.register_forward_hook(conv_hook))
+        elif isinstance(module, nn.Linear):
+            handles.append(module.register_forward_hook(linear_hook))
     was_training = model.training
     model.eval()
     try:
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
+        with torch.no_grad():
             model(x)
     finally:
         model.train(was_training)
-    return ModelCost(macs=counter.get_total_flops() // 2, params=params)
+        for handle in handles:
+            handle.remove()
+    return ModelCost(macs=int(total), params=params)
