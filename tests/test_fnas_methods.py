@@ -197,3 +197,21 @@ def test_tables_from_saved_records(tmp_path, capsys):
     out = capsys.readouterr().out
     # mnas reaches its final best 80 at sample 3, uac at 2: 1.5x, under the 2x target
     assert "| e | uac >= 2x fewer than mnas | 1.50x (1 seeds) | MISSED |" in out
+    # mnas's level after 100 samples: traces of 8 samples give none, so "-"
+    row = next(line for line in out.splitlines() if line.startswith("| uac |"))
+    assert row.split(" | ")[6:8] == ["1.50x", "-"]
+
+
+def test_tables_speed_up_to_mnas_level_after_100(capsys):
+    """Second target: mnas's median best after 100 samples (here 70, reached at 100)."""
+    targets = {"top1pct": None, "top01pct": None}
+    mnas = [50.0] * 99 + [70.0] * 21
+    uac = [50.0] * 24 + [70.0] * 96
+    records = [
+        fa.summarize("e", "mnas", 0, _trace(mnas), targets, None),
+        fa.summarize("e", "uac", 0, _trace(uac), targets, None),
+    ]
+    fa.add_mnas_targets(records)
+    out = fa.tables(records)
+    row = next(line for line in out.splitlines() if line.startswith("| uac |"))
+    assert row.split(" | ")[7] == "4.00x"
