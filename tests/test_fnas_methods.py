@@ -164,6 +164,14 @@ def test_record_schema_and_mnas_target():
     assert "| e | fnas >= 4x fewer than mnas | 1.00x (1 seeds) | MISSED |" in table
 
 
+@pytest.mark.parametrize(
+    "values, expected", [([3.0, 1.0, 2.0], 2.0), ([4.0, 1.0, 3.0, 2.0], 2.0), ([5.0], 5.0)]
+)
+def test_lower_median_is_reached_by_at_least_half(values, expected):
+    assert fa.lower_median(values) == expected
+    assert sum(v >= expected for v in values) >= len(values) / 2
+
+
 def test_activated_to_mnas_best_matches_trace():
     traces = {m: run_method(m, "FNAS-Macro-v0", budget=10, seed=1) for m in ("mnas", "evolution")}
     targets = {"top1pct": None, "top01pct": None}
