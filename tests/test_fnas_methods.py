@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -172,6 +173,14 @@ def test_lower_median_is_reached_by_at_least_half(values, expected):
     assert sum(v >= expected for v in values) >= len(values) / 2
 
 
+def test_speedup_interval_brackets_the_ratio_and_keeps_never_reached():
+    low, high = fa.speedup_interval([100, 110, 120, 130, 140], [40, 50, 60, 70, 80])
+    assert low <= 120 / 60 <= high and low > 1.0
+    assert fa.speedup_interval([100] * 5, [None] * 5) == (0.0, 0.0)  # never reached
+    low, high = fa.speedup_interval([None] * 5, [50] * 5)
+    assert math.isinf(low) and math.isinf(high)
+
+
 def test_activated_to_mnas_best_matches_trace():
     traces = {m: run_method(m, "FNAS-Macro-v0", budget=10, seed=1) for m in ("mnas", "evolution")}
     targets = {"top1pct": None, "top01pct": None}
@@ -207,7 +216,7 @@ def test_tables_from_saved_records(tmp_path, capsys):
     assert "| e | uac >= 2x fewer than mnas | 1.50x (1 seeds) | MISSED |" in out
     # mnas's level after 100 samples: traces of 8 samples give none, so "-"
     row = next(line for line in out.splitlines() if line.startswith("| uac |"))
-    assert row.split(" | ")[6:8] == ["1.50x", "-"]
+    assert row.split(" | ")[6:9] == ["1.50x", "[1.50, 1.50]", "-"]
 
 
 def test_tables_speed_up_to_mnas_level_after_100(capsys):
@@ -222,4 +231,4 @@ def test_tables_speed_up_to_mnas_level_after_100(capsys):
     fa.add_mnas_targets(records)
     out = fa.tables(records)
     row = next(line for line in out.splitlines() if line.startswith("| uac |"))
-    assert row.split(" | ")[7] == "4.00x"
+    assert row.split(" | ")[8] == "4.00x"
