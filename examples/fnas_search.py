@@ -9,10 +9,13 @@ about without training them (at most half of each PPO batch), and the
 architecture experience buffer (AEB) replays good past architectures in PPO
 updates. The pool, the critic and the buffer are kept in the run folder (or
 given with ``--pool``/``--critic``), so a later search, also on another task,
-starts from them.
+starts from them: ``--transfer-critic`` takes another task's critic, keeps its
+weights and re-scales it to this task's rewards (the paper's Table 5 transfer).
 
     python examples/fnas_search.py --architectures 30 --seed 0 --run-dir runs/fnas-mnas
     tensorboard --logdir runs/fnas-mnas/tb
+    python examples/fnas_search.py --dataset mnist --data-root data --run-dir runs/mnist \
+        --pool runs/fnas-mnas/pool --transfer-critic runs/fnas-mnas/critic.pt
 
 Everything lands in ``--run-dir``: ``record.jsonl`` (every evaluated
 architecture, append-only; rerunning with the same folder resumes its counters),
@@ -55,6 +58,12 @@ def parse_args() -> argparse.Namespace:
         "--critic",
         default=None,
         help="UAC critic file to start from and save to (default <run-dir>/critic.pt)",
+    )
+    p.add_argument(
+        "--transfer-critic",
+        default=None,
+        help="critic.pt of a search on another task (dataset, device): start from its V and U, "
+        "re-scaled to this task's rewards (used when the run has no critic.pt yet)",
     )
     p.add_argument("--uac", action=argparse.BooleanOptionalAction, default=True, help="UAC on")
     p.add_argument("--aeb", action=argparse.BooleanOptionalAction, default=True, help="AEB on")
@@ -165,12 +174,18 @@ def main() -> None:
     base = env.unwrapped
     unit = base.evaluator.unit
 
-    # 2. UAC: a critic from an earlier search (file), else rebuilt from this run's
-    #    record (a killed search loses nothing), else new; the gate skips training
+    # 2. UAC: a critic from an earlier search (file), else one transferred from a search
+    #    on another task (its weights, this task's reward scale), else rebuilt from this
+    #    run's record (a killed search loses nothing), else new; the gate skips training
     #    of the architectures it is sure about
     critic_path = Path(args.critic or run_dir / "critic.pt")
     if critic_path.exists():
         critic = UncertaintyCritic.load(critic_path)
+    elif args.transfer_critic:
+        critic = UncertaintyCritic.load(args.transfer_critic)
+        critic.clear_replay()  # forget the old task's rewards, re-scale V on this task's
+        if record_path.exists():
+            critic.fit_record(record_path)
     else:
         critic = UncertaintyCritic(base.search_space.embedding_dim, seed=args.seed)
         if record_path.exists():

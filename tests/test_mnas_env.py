@@ -173,3 +173,23 @@ def test_example_search_runs_and_reports(tmp_path):
     assert (run_dir / "critic.pt").is_file()  # UAC's V and U, for the next search
     assert any((run_dir / "tb").rglob("events.out.tfevents*"))
     assert len(KnowledgePool(run_dir / "pool")) > 0
+
+    # a second search starts from the first one's critic, on its own reward scale
+    second = tmp_path / "second"
+    args2 = [a if a != str(run_dir) else str(second) for a in args]
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "fnas_search.py"), *args2, "--no-progress-bar"]
+        + ["--transfer-critic", str(run_dir / "critic.pt"), "--pool", "none"],
+        env=dict(os.environ, PYTHONPATH=str(root)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from wrappers.critic import UncertaintyCritic
+
+    source = UncertaintyCritic.load(run_dir / "critic.pt")
+    critic = UncertaintyCritic.load(second / "critic.pt")
+    trained = sum(e.kind == "evaluated" for e in read_record(second / "record.jsonl"))
+    assert critic.num_samples == trained == 2  # the source's samples were forgotten
+    assert critic.num_updates > source.num_updates  # its weights went on training
