@@ -14,8 +14,8 @@ weights and re-scales it to this task's rewards (the paper's Table 5 transfer).
 
     python examples/fnas_search.py --architectures 30 --seed 0 --run-dir runs/fnas-mnas
     tensorboard --logdir runs/fnas-mnas/tb
-    python examples/fnas_search.py --dataset mnist --data-root data --run-dir runs/mnist \
-        --pool runs/fnas-mnas/pool --transfer-critic runs/fnas-mnas/critic.pt
+    python examples/fnas_search.py --dataset mnist --data-root data --download \
+        --run-dir runs/mnist --pool runs/fnas-mnas/pool --transfer-critic runs/fnas-mnas/critic.pt
 
 Everything lands in ``--run-dir``: ``record.jsonl`` (every evaluated
 architecture, append-only; rerunning with the same folder resumes its counters),
