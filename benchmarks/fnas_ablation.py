@@ -162,11 +162,13 @@ def summarize(
         "wall_s": last.wall_time,
         "eval_s": last.eval_time,
         "best_reward_trace": [p.best_reward for p in trace],
+        "unique_trace": [p.unique for p in trace],
         "cost_trace": None if costs is None else np.cumsum(costs).tolist(),
         "trusted_fraction": metrics.get("trusted_fraction"),
         "replayed_fraction": counters.get("replayed", 0) / batch_eps if batch_eps else None,
         "fnas_counters": counters or None,
         "activated_to_mnas_best": None,
+        "distinct_to_mnas_best": None,
         "cost_to_mnas_best": None,
         "mnas_best_reward": None,
     }
@@ -197,6 +199,7 @@ def add_mnas_targets(records: list[dict[str, Any]]) -> None:
             r["mnas_best_reward"] = target
             n = next((i + 1 for i, b in enumerate(r["best_reward_trace"]) if b >= target), None)
             r["activated_to_mnas_best"] = n
+            r["distinct_to_mnas_best"] = _distinct_at(r, n)
             r["cost_to_mnas_best"] = (
                 None if n is None or r["cost_trace"] is None else r["cost_trace"][n - 1]
             )
@@ -284,6 +287,16 @@ def _activated_to(record: dict[str, Any], level: float) -> int | None:
     if math.isnan(level):
         return None
     return next((i + 1 for i, b in enumerate(record["best_reward_trace"]) if b >= level), None)
+
+
+def _distinct_at(record: dict[str, Any], n: int | None) -> int | None:
+    """Distinct architectures among the first ``n`` activated samples (None: unknown/never).
+
+    On a deterministic benchmark this is what the run would have paid with a result
+    cache (each architecture trained once, a repeat looked up at no cost).
+    """
+    trace = record.get("unique_trace")
+    return None if n is None or not trace else trace[n - 1]
 
 
 def _speed(reference: float, counts: list[int | None]) -> float:
@@ -466,6 +479,44 @@ def tables(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def distinct_tables(records: list[dict[str, Any]]) -> str:
+    """Speed-ups counted in activated samples and in distinct architectures trained.
+
+    Only runs whose records carry ``unique_trace``; every method is counted the same
+    way, so the distinct column is "every method with a result cache".
+    """
+    lines = [
+        "| env | method | seeds | to mnas best | speed-up | distinct to mnas best | "
+        "speed-up (distinct) | distinct to top-0.1% |",
+        "| " + " | ".join(["---"] * 8) + " |",
+    ]
+    for env in dict.fromkeys(r["env"] for r in records):
+        rows = [r for r in records if r["env"] == env and r.get("unique_trace")]
+        mnas = [r for r in rows if r["method"] == "mnas"]
+        if not mnas:
+            continue
+        ref = _median([r["activated_to_mnas_best"] for r in mnas])
+        ref_distinct = _median([r["distinct_to_mnas_best"] for r in mnas])
+        for method in dict.fromkeys(r["method"] for r in rows):
+            rs = [r for r in rows if r["method"] == method]
+            budget = min(r["budget"] for r in rs)
+            activated = [r["activated_to_mnas_best"] for r in rs]
+            distinct = [r["distinct_to_mnas_best"] for r in rs]
+            top01 = [_distinct_at(r, r["activated_to_top01pct"]) for r in rs]
+            cells = [
+                env,
+                method,
+                str(len(rs)),
+                _fmt(_median(activated), budget),
+                _fmt_speed(_speed(ref, activated), ref, budget),
+                _fmt(_median(distinct), budget),
+                _fmt_speed(_speed(ref_distinct, distinct), ref_distinct, budget),
+                _fmt(_median(top01), budget) if rs[0]["top1pct_accuracy"] is not None else "-",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def parse_settings(text: str) -> dict[str, Any]:
     """``"learning_rate=3e-3,n_epochs=8"`` -> FNASSettings changes (unknown keys go to ``extra``).
 
@@ -538,6 +589,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         records = list(unique.values())
         add_mnas_targets(records)
         print(tables(records))
+        if any(r.get("unique_trace") for r in records):
+            print("### Counting distinct architectures (a result cache for every method)\n")
+            print(distinct_tables(records))
         return records
     envs = [e for e in args.envs.split(",") if e]
     methods = [m for m in args.methods.split(",") if m]

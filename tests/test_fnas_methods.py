@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -232,3 +233,29 @@ def test_tables_speed_up_to_mnas_level_after_100(capsys):
     out = fa.tables(records)
     row = next(line for line in out.splitlines() if line.startswith("| uac |"))
     assert row.split(" | ")[8] == "4.00x"
+
+
+def test_distinct_counts_each_architecture_once():
+    """A repeat costs nothing under a result cache: distinct counts replace activated ones."""
+
+    def trace(archs: list[str], rewards: list[float]) -> list[TracePoint]:
+        points, seen = _trace(rewards), set()
+        for i, arch in enumerate(archs):
+            seen.add(arch)
+            points[i] = replace(points[i], arch=arch, unique=len(seen))
+        return points
+
+    targets = {"top1pct": None, "top01pct": None}
+    # mnas: 4 distinct architectures to reach 80 at sample 4; fnas: sample 6, but only 3 distinct
+    mnas = trace(["a", "b", "c", "d"], [50, 60, 70, 80])
+    fnas = trace(["a", "b", "a", "b", "a", "e"], [50, 60, 50, 60, 50, 80])
+    records = [
+        fa.summarize("e", "mnas", 0, mnas, targets, None),
+        fa.summarize("e", "fnas", 0, fnas, targets, None),
+    ]
+    fa.add_mnas_targets(records)
+    assert [r["activated_to_mnas_best"] for r in records] == [4, 6]
+    assert [r["distinct_to_mnas_best"] for r in records] == [4, 3]
+    row = next(line for line in fa.distinct_tables(records).splitlines() if "| fnas |" in line)
+    # activated: 4/6 = 0.67x (slower); distinct: 4/3 = 1.33x (faster)
+    assert row.split(" | ")[3:7] == ["6", "0.67x", "3", "1.33x"]
