@@ -554,8 +554,8 @@ def test_works_with_sb3_algorithms_and_a_shared_critic():
         for _ in range(2)
     ]
     venv = DummyVecEnv([lambda g=g: Monitor(g) for g in gates])
-    for algo in (PPO, A2C):
-        model = algo("MlpPolicy", venv, n_steps=16, seed=0, device="cpu")
+    for algo, extra in ((PPO, {"batch_size": 32}), (A2C, {})):
+        model = algo("MlpPolicy", venv, n_steps=16, seed=0, device="cpu", **extra)
         model.learn(total_timesteps=64)
     activated = sum(g.unwrapped.record.counters.activated for g in gates)
     surrogate = sum(g.unwrapped.record.counters.surrogate for g in gates)
