@@ -258,4 +258,4 @@ def test_distinct_counts_each_architecture_once():
     assert [r["distinct_to_mnas_best"] for r in records] == [4, 3]
     row = next(line for line in fa.distinct_tables(records).splitlines() if "| fnas |" in line)
     # activated: 4/6 = 0.67x (slower); distinct: 4/3 = 1.33x (faster)
-    assert row.split(" | ")[3:7] == ["6", "0.67x", "3", "1.33x"]
+    assert row.split(" | ")[4:8] == ["6", "0.67x", "3", "1.33x"]
