@@ -197,7 +197,7 @@ def add_mnas_targets(records: list[dict[str, Any]]) -> None:
         target = lower_median(mnas)
         for r in rows:
             r["mnas_best_reward"] = target
-            n = next((i + 1 for i, b in enumerate(r["best_reward_trace"]) if b >= target), None)
+            n = _activated_to(r, target)
             r["activated_to_mnas_best"] = n
             r["distinct_to_mnas_best"] = _distinct_at(r, n)
             r["cost_to_mnas_best"] = (
@@ -297,6 +297,14 @@ def _distinct_at(record: dict[str, Any], n: int | None) -> int | None:
     """
     trace = record.get("unique_trace")
     return None if n is None or not trace else trace[n - 1]
+
+
+def _counts_to(
+    records: list[dict[str, Any]], level: float
+) -> tuple[list[int | None], list[int | None]]:
+    """Activated samples and distinct architectures of each record until ``level``."""
+    activated = [_activated_to(r, level) for r in records]
+    return activated, [_distinct_at(r, n) for r, n in zip(records, activated)]
 
 
 def _speed(reference: float, counts: list[int | None]) -> float:
@@ -498,16 +506,11 @@ def distinct_tables(records: list[dict[str, Any]]) -> str:
         if not mnas:
             continue
         level = lower_median([r["best_reward"] for r in mnas])
-
-        def counts(rs: list[dict[str, Any]], level: float = level) -> tuple[list, list]:
-            activated = [_activated_to(r, level) for r in rs]
-            return activated, [_distinct_at(r, n) for r, n in zip(rs, activated)]
-
-        ref, ref_distinct = (_median(c) for c in counts(mnas))
+        ref, ref_distinct = (_median(c) for c in _counts_to(mnas, level))
         for method in dict.fromkeys(r["method"] for r in rows):
             rs = [r for r in rows if r["method"] == method]
             budget = min(r["budget"] for r in rs)
-            activated, distinct = counts(rs)
+            activated, distinct = _counts_to(rs, level)
             top01 = [_distinct_at(r, r["activated_to_top01pct"]) for r in rs]
             cells = [
                 env,
