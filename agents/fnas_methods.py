@@ -55,6 +55,11 @@ class FNASSettings:
         max_trusted_fraction: UAC batch rule, most trusted episodes per batch
             (default 0.5, the paper's).
         max_replay_fraction: AEB, most replayed episodes per batch (default 0.5).
+        replay_mode: AEB, ``"share"`` (default, the paper's: replays take slots of the
+            fixed-size batch, so an update needs fewer new samples) or ``"extra"``
+            (replays appended to a full batch of new samples; the setting of the
+            ablation runs before session 4), see
+            :class:`~agents.fnas_ppo.FNASRecurrentPPO`.
         buffer_capacity: AEB entries (default 10, the paper's).
         critic_ensemble: uncertainty of new critics: 0 (default) the paper's U, K >= 2
             the spread of K extra V networks (``UncertaintyCritic(ensemble=K)``).
@@ -85,6 +90,7 @@ class FNASSettings:
     trusted_fraction: float = 0.5
     max_trusted_fraction: float = 0.5
     max_replay_fraction: float = 0.5
+    replay_mode: str = "share"
     buffer_capacity: int = 10
     critic_ensemble: int = 0
     verify_best: bool = True
@@ -176,6 +182,7 @@ def _run_fnas(
         overrides["max_trusted_fraction"] = s.max_trusted_fraction
     if aeb:
         overrides["max_replay_fraction"] = s.max_replay_fraction
+        overrides["replay_mode"] = s.replay_mode
         overrides["experience_buffer"] = buffer or ExperienceBuffer(s.buffer_capacity, seed=seed)
     model = make_fnas_controller(
         gate if gate is not None else env,

@@ -13,7 +13,9 @@
   really evaluated; it is turned back on at the next rollout.
 - **AEB replay** (end of ``collect_rollouts`` and ``train``). Every really evaluated
   episode goes into the experience buffer. At the end of a rollout up to
-  ``max_replay_fraction`` of the batch is filled with episodes sampled from it; their
+  ``max_replay_fraction`` of the batch is filled with episodes sampled from it (by
+  default the batch keeps its size, so new episodes only fill the rest: half as many
+  new samples per PPO update at the default 0.5, see ``replay_mode``); their
   log-probabilities and values are recomputed with the current policy (so the PPO
   ratio starts at 1) and every replayed step gets the weight
   ``min(rho_max, pi/mu) x S_i`` (truncated off-policy ratio times the prioritised
@@ -45,11 +47,23 @@ from stable_baselines3.common.vec_env import VecEnv
 from agents.fnas_buffer import Episode, WeightedRecurrentRolloutBuffer
 from fnas_env.evaluators.base import Evaluation
 
-__all__ = ["FNASRecurrentPPO", "FNASCounters", "make_fnas_controller", "OFF_POLICY_CORRECTIONS"]
+__all__ = [
+    "FNASRecurrentPPO",
+    "FNASCounters",
+    "make_fnas_controller",
+    "OFF_POLICY_CORRECTIONS",
+    "REPLAY_MODES",
+]
 
 #: ``"episode"``: one ratio per replayed episode, min(rho_max, prod_t pi_t/mu_t) (the
 #: architecture's probability ratio); ``"step"``: min(rho_max, pi_t/mu_t) per step.
 OFF_POLICY_CORRECTIONS = ("episode", "step")
+#: ``"share"``: replayed episodes take up to ``max_replay_fraction`` of the fixed batch of
+#: ``n_steps x n_envs`` steps and new episodes fill the rest, so a batch needs fewer new
+#: samples (the paper's "each batch at most 50% exploited samples"); ``"extra"``: a full
+#: batch of new episodes, replays appended on top (the batch grows, new samples per
+#: update do not shrink).
+REPLAY_MODES = ("share", "extra")
 
 
 @dataclass
@@ -74,6 +88,7 @@ class FNASCounters:
 @dataclass
 class _RolloutStats:
     target_steps: int
+    replay_slots: int | None = None  # replays planned at the start ("share" mode)
     new_episodes: int = 0
     accepted_steps: int = 0
     trusted: int = 0
@@ -149,6 +164,12 @@ class FNASRecurrentPPO(RecurrentPPO):
         off_policy_correction: ``"episode"`` (default: one truncated ratio of the
             architecture's probabilities, ``min(rho_max, prod_t pi_t / mu_t)``, for all
             steps of a replayed episode) or ``"step"`` (``min(rho_max, pi_t / mu_t)``).
+        replay_mode: ``"share"`` (default, the paper's): a batch keeps ``n_steps x
+            n_envs`` steps; at the start of a rollout ``k = min(floor(f x episodes per
+            batch), len(buffer))`` replays are planned and new episodes fill the rest,
+            so with ``f = 0.5`` and a full buffer a PPO update needs half as many new
+            samples. ``"extra"``: a full batch of new episodes plus up to ``f / (1 - f)``
+            times as many replays (the batch grows; new samples per update unchanged).
         **kwargs: any other :class:`~sb3_contrib.RecurrentPPO` argument (``n_steps``,
             ``batch_size``, ``learning_rate``, ``seed``, ``device``, ...), with its defaults.
     """
@@ -164,6 +185,7 @@ class FNASRecurrentPPO(RecurrentPPO):
         rho_max: float = 1.0,
         max_resample_factor: float = 2.0,
         off_policy_correction: str = "episode",
+        replay_mode: str = "share",
         **kwargs: Any,
     ):
         if not 0.0 <= max_trusted_fraction <= 1.0:
@@ -179,6 +201,8 @@ class FNASRecurrentPPO(RecurrentPPO):
                 f"off_policy_correction must be one of {OFF_POLICY_CORRECTIONS}, "
                 f"got {off_policy_correction!r}"
             )
+        if replay_mode not in REPLAY_MODES:
+            raise ValueError(f"replay_mode must be one of {REPLAY_MODES}, got {replay_mode!r}")
         for method in ("add", "sample", "__len__"):
             if experience_buffer is not None and not hasattr(experience_buffer, method):
                 raise TypeError(
@@ -194,7 +218,9 @@ class FNASRecurrentPPO(RecurrentPPO):
         self.rho_max = float(rho_max)
         self.max_resample_factor = float(max_resample_factor)
         self.off_policy_correction = off_policy_correction
+        self.replay_mode = replay_mode
         self.fnas_counters = FNASCounters()
+        self._episode_length: int | None = None  # set when the first episode ends
         self._trust_disabled = False
         self._staged: list[_Stage] | None = None
         self._search_space: Any = None
@@ -257,7 +283,12 @@ class FNASRecurrentPPO(RecurrentPPO):
             self._trust_disabled = False
 
         callback.on_rollout_start()
-        stats = _RolloutStats(target_steps=n_rollout_steps * env.num_envs)
+        batch_steps = n_rollout_steps * env.num_envs
+        replay_steps = self.planned_replay_steps(batch_steps)
+        stats = _RolloutStats(
+            target_steps=batch_steps - replay_steps,
+            replay_slots=replay_steps // self._episode_length if replay_steps else 0,
+        )
         lstm_states = deepcopy(self._last_lstm_states)
         n_steps = 0
         dones = np.zeros(env.num_envs, dtype=bool)
@@ -358,6 +389,7 @@ class FNASRecurrentPPO(RecurrentPPO):
         assert self._staged is not None
         episode = self._staged[idx].pop()
         length = len(episode.rewards)
+        self._episode_length = length
         trusted = not bool(info.get("evaluated", True))
         if trusted:
             quota = self.max_trusted_fraction * stats.target_steps
@@ -484,6 +516,23 @@ class FNASRecurrentPPO(RecurrentPPO):
                 values_out[i], log_probs_out[i] = values_np[j], log_prob_np[j]
         return values_out, log_probs_out
 
+    def planned_replay_steps(self, batch_steps: int) -> int:
+        """Steps of a ``batch_steps`` batch kept for replays (``replay_mode="share"``), else 0.
+
+        ``k = min(floor(max_replay_fraction x episodes per batch), len(buffer))`` episodes
+        of the episode length seen so far (0 before the first episode has ended).
+        """
+        if (
+            self.replay_mode != "share"
+            or self.experience_buffer is None
+            or self.max_replay_fraction <= 0
+            or not self._episode_length
+        ):
+            return 0
+        episodes = batch_steps // self._episode_length
+        k = min(math.floor(self.max_replay_fraction * episodes + 1e-9), len(self.experience_buffer))
+        return max(0, k) * self._episode_length
+
     def replay_budget(self, new_episodes: int) -> int:
         """Most replayed episodes allowed next to ``new_episodes`` new ones (and the AEB size)."""
         if self.experience_buffer is None or self.max_replay_fraction <= 0:
@@ -497,6 +546,8 @@ class FNASRecurrentPPO(RecurrentPPO):
     ) -> None:
         """Append up to ``replay_budget`` AEB episodes with recomputed log-probs and weights."""
         k = self.replay_budget(stats.new_episodes)
+        if self.replay_mode == "share" and stats.replay_slots is not None:
+            k = min(k, stats.replay_slots)
         if k == 0:
             return
         progress = float(np.clip(1.0 - self._current_progress_remaining, 0.0, 1.0))

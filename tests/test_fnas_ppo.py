@@ -172,28 +172,49 @@ def test_recomputed_log_probs_equal_rollout_log_probs():
         np.testing.assert_allclose(value, buffer.values[s, 0], atol=1e-5)
 
 
-def test_replays_fill_at_most_the_allowed_fraction():
+@pytest.mark.parametrize("replay_mode", ["share", "extra"])
+def test_replays_fill_at_most_the_allowed_fraction(replay_mode):
     env = nas_env()
     experiences = ExperienceBuffer(capacity=10)
     model = FNASRecurrentPPO(
-        "MlpLstmPolicy", env, n_steps=4 * T, batch_size=8 * T, seed=0, experience_buffer=experiences
+        "MlpLstmPolicy",
+        env,
+        n_steps=4 * T,
+        batch_size=8 * T,
+        seed=0,
+        experience_buffer=experiences,
+        replay_mode=replay_mode,
     )
     callback = start(model)
+    new_episodes = 0
     for fraction in (0.5, 0.25, 0.0):
         model.max_replay_fraction = fraction
         for _ in range(3):
             kinds = rollout(model, callback).episode_kinds
             assert kinds.count("replayed") <= fraction * len(kinds)
+            new = len(kinds) - kinds.count("replayed")
+            new_episodes += new
+            if replay_mode == "share":  # the batch keeps 4 episodes, replays take slots
+                assert len(kinds) == 4
+            else:  # 4 new episodes, replays on top
+                assert new == 4
     assert len(experiences) == 10  # the buffer filled up, so replay was not starved
     assert model.fnas_counters.replayed > 0
     assert env.counters.replayed == model.fnas_counters.replayed  # counted in the record
-    assert env.counters.activated == 4 * 9
+    assert env.counters.activated == new_episodes
+    if replay_mode == "share":  # 2 + 2 + 2 replays at 0.5 after the first rollout, 1 x 3 at 0.25
+        assert env.counters.replayed == 2 + 2 + 3 * 1
+        assert env.counters.activated == 4 * 9 - env.counters.replayed
+    else:
+        assert env.counters.activated == 4 * 9
 
 
 def test_replay_weights_are_truncated_ratio_times_importance():
     """Replaying the rollout's own episodes: rho = 1 for an unchanged policy."""
     env = nas_env()
-    model = FNASRecurrentPPO("MlpLstmPolicy", env, n_steps=4 * T, batch_size=8 * T, seed=0)
+    model = FNASRecurrentPPO(
+        "MlpLstmPolicy", env, n_steps=4 * T, batch_size=8 * T, seed=0, replay_mode="extra"
+    )
     buffer = rollout(model, start(model))
     slices = buffer.episode_slices()
 
@@ -291,8 +312,10 @@ def test_save_and_load_keep_settings_and_policy(tmp_path):
         env, seed=0, max_trusted_fraction=0.25, rho_max=2.0, tensorboard_log=str(tmp_path / "tb")
     )
     model.learn(2 * model.n_steps)
-    (events,) = (tmp_path / "tb").glob("*/events.out.tfevents*")
-    tags = EventAccumulator(str(events)).Reload().Tags()["scalars"]
+    # replays take batch slots from the second rollout on (the first may have been all)
+    model.learn(model.n_steps, reset_num_timesteps=False)
+    (run,) = (tmp_path / "tb").iterdir()
+    tags = EventAccumulator(str(run)).Reload().Tags()["scalars"]
     for tag in ("fnas/trusted_fraction", "fnas/discarded_trusted", "fnas/replayed_fraction"):
         assert tag in tags
     assert "fnas/mean_importance_weight" in tags and "fnas/mean_rho" in tags
