@@ -8,6 +8,9 @@ method             what
 =================  ==========================================================================
 ``mnas``           RecurrentPPO with :func:`~agents.controller.make_controller`'s defaults,
                    every sample trained (the controller of ``ppo-lstm``, under the paper's name)
+``mnas-2``         ``mnas`` updating after every 2 architectures instead of 8: the same
+                   activated samples per PPO update as ``fnas`` once its buffer is full
+                   (a control: how much of FNAS's gain is update frequency alone)
 ``uac``            :class:`~wrappers.uac.UncertaintyGate` + the UAC batch rule, no replay
 ``aeb``            AEB replay, every sample evaluated (no critic)
 ``fnas``           UAC + AEB (:func:`~agents.fnas_ppo.make_fnas_controller`)
@@ -212,6 +215,17 @@ def _run_fnas(
 def _mnas(env, budget, seed, logdir=None, progress_bar=False):
     """MnasNet: RecurrentPPO with make_controller's defaults, every sample trained."""
     METHODS["ppo-lstm"](env, budget, seed, logdir=logdir, progress_bar=progress_bar)
+
+
+@register_method("mnas-2")
+def _mnas_2(env, budget, seed, logdir=None, progress_bar=False):
+    """mnas with a PPO update every 2 architectures (fnas: 8 slots - 4 replays - 2 trusted)."""
+    from agents.controller import make_controller
+
+    model = make_controller(env, seed=seed, tensorboard_log=logdir, architectures_per_update=2)
+    LAST_RUN.clear()
+    LAST_RUN["model"] = model
+    _learn(model, env, budget, progress_bar)
 
 
 @register_method("uac")

@@ -67,6 +67,18 @@ def test_mnas_is_ppo_lstm():
     assert [p.arch for p in a] == [p.arch for p in b]
 
 
+def test_mnas_2_updates_after_two_architectures():
+    a = run_method("mnas", "FNAS-Macro-v0", budget=8, seed=3)
+    b = run_method("mnas-2", "FNAS-Macro-v0", budget=8, seed=3)
+    assert [p.activated for p in b] == list(range(1, 9))
+    # the same policy and sampling until mnas-2's first update, then a different policy
+    assert [p.arch for p in b[:2]] == [p.arch for p in a[:2]]
+    model = fm.LAST_RUN["model"]
+    assert model.n_steps == 2 * 8  # Macro: 8 tokens per architecture
+    # updates after architectures 2, 4 and 6 at least (mnas: none before the 8th)
+    assert model._n_updates >= 3 * model.n_epochs
+
+
 def test_configure_rejects_unknown():
     with pytest.raises(TypeError, match="unknown FNAS settings"):
         fm.configure(warm_up=3)
