@@ -36,6 +36,7 @@ with no more activated samples than evolution).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
@@ -60,6 +61,7 @@ __all__ = [
     "run",
     "tables",
     "main",
+    "load_records",
     "parse_settings",
     "lower_median",
     "speedup_interval",
@@ -552,6 +554,28 @@ def parse_settings(text: str) -> dict[str, Any]:
     return changes
 
 
+def load_records(paths: list[str]) -> list[dict[str, Any]]:
+    """Reported records of saved runs, with their mnas targets (see :func:`add_mnas_targets`).
+
+    ``paths``: ``--json`` files (a list) or ``--jsonl`` files (one record per line),
+    ``.gz``-compressed or not. A run (env, method, seed) found in several files counts
+    once (the last one read).
+    """
+    records: list[dict[str, Any]] = []
+    for path in paths:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt") as f:
+            text = f.read()
+        if path.removesuffix(".gz").endswith(".jsonl"):
+            records += [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            records += json.loads(text)
+    unique = {(r["env"], r["method"], r["seed"]): r for r in records if r.get("reported", True)}
+    records = list(unique.values())
+    add_mnas_targets(records)
+    return records
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -575,7 +599,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--benchmark-dir", default=None, help="default: $FNAS_BENCHMARK_DIR")
     parser.add_argument("--work-dir", default=None, help="where pretrained critics are saved")
     parser.add_argument(
-        "--tables", default=None, help="comma-separated JSON files: print their tables only"
+        "--tables",
+        default=None,
+        help="comma-separated .json/.jsonl(.gz) record files: print their tables only",
     )
     parser.add_argument(
         "--fnas-settings",
@@ -586,18 +612,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     args = parser.parse_args(argv)
     if args.tables:
-        records = []
-        for path in args.tables.split(","):
-            with open(path) as f:
-                text = f.read()
-            if path.endswith(".jsonl"):
-                records += [json.loads(line) for line in text.splitlines() if line.strip()]
-            else:
-                records += json.loads(text)
-        # one record per (env, method, seed): a run repeated in another file counts once
-        unique = {(r["env"], r["method"], r["seed"]): r for r in records if r.get("reported", True)}
-        records = list(unique.values())
-        add_mnas_targets(records)
+        records = load_records(args.tables.split(","))
         print(tables(records))
         if any(r.get("unique_trace") for r in records):
             print("### Counting distinct architectures (a result cache for every method)\n")

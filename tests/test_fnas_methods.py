@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from dataclasses import replace
@@ -221,9 +222,10 @@ def test_tables_from_saved_records(tmp_path, capsys):
             ("uac", 0, [50, 80, 80, 80, 80, 80, 80, 80]),
         ]
     ]
-    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt") as f:  # records kept compressed
+        f.write("\n".join(json.dumps(r) for r in recs) + "\n")
     (tmp_path / "b.json").write_text(json.dumps(recs[:1]))  # a repeated run counts once
-    records = fa.main(["--tables", f"{tmp_path / 'a.jsonl'},{tmp_path / 'b.json'}"])
+    records = fa.main(["--tables", f"{tmp_path / 'a.jsonl.gz'},{tmp_path / 'b.json'}"])
     assert len(records) == 2
     out = capsys.readouterr().out
     # mnas reaches its final best 80 at sample 3, uac at 2: 1.5x, under the 2x target
