@@ -62,6 +62,7 @@ __all__ = [
     "tables",
     "main",
     "load_records",
+    "curve_tables",
     "parse_settings",
     "lower_median",
     "speedup_interval",
@@ -529,6 +530,49 @@ def distinct_tables(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: mnas checkpoints of :func:`curve_tables` (activated samples).
+CURVE_LEVELS = (25, 50, 100, 200, 300, 400)
+
+
+def curve_tables(records: list[dict[str, Any]], levels: tuple[int, ...] = CURVE_LEVELS) -> str:
+    """Speed-ups to the level mnas has reached after k samples, for every k in ``levels``.
+
+    The level of k is the lower median over mnas seeds of the best reward after k
+    activated samples; a cell is mnas's median activated samples to that level / the
+    method's (``<x``: the method's median run never got there). One target level
+    moves by a rank of the tabular space when a single mnas seed changes, so a speed-up
+    measured at one level alone can swing by 0.5x; the row shows whether a method is
+    ahead along the whole search or only at one point of it. Levels beyond the
+    shortest mnas run are left out.
+    """
+    lines = []
+    for env in dict.fromkeys(r["env"] for r in records):
+        rows = [r for r in records if r["env"] == env]
+        mnas = [r for r in rows if r["method"] == "mnas"]
+        shown = [k for k in levels if mnas and all(len(r["best_reward_trace"]) >= k for r in mnas)]
+        if not shown:
+            continue
+        if not lines:
+            lines += [
+                "| env | method | seeds | " + " | ".join(f"to mnas@{k}" for k in shown) + " |",
+                "| " + " | ".join(["---"] * (3 + len(shown))) + " |",
+            ]
+        refs = {}
+        for k in shown:
+            level = _mnas_level(mnas, k)
+            refs[k] = (level, _median([_activated_to(r, level) for r in mnas]))
+        for method in dict.fromkeys(r["method"] for r in rows):
+            rs = [r for r in rows if r["method"] == method]
+            budget = min(r["budget"] for r in rs)
+            cells = [env, method, str(len(rs))]
+            for k in shown:
+                level, ref = refs[k]
+                counts = [_activated_to(r, level) for r in rs]
+                cells.append(_fmt_speed(_speed(ref, counts), ref, budget))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def parse_settings(text: str) -> dict[str, Any]:
     """``"learning_rate=3e-3,n_epochs=8"`` -> FNASSettings changes (unknown keys go to ``extra``).
 
@@ -614,6 +658,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.tables:
         records = load_records(args.tables.split(","))
         print(tables(records))
+        print("### Speed-up to the level mnas reaches after k samples\n")
+        print(curve_tables(records))
         if any(r.get("unique_trace") for r in records):
             print("### Counting distinct architectures (a result cache for every method)\n")
             print(distinct_tables(records))
@@ -651,6 +697,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         jsonl=args.jsonl,
     )
     print(tables(records))
+    print("### Speed-up to the level mnas reaches after k samples\n")
+    print(curve_tables(records))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)

@@ -250,6 +250,25 @@ def test_tables_speed_up_to_mnas_level_after_100(capsys):
     assert row.split(" | ")[8] == "4.00x"
 
 
+def test_curve_tables_speed_up_at_each_mnas_checkpoint():
+    """mnas climbs 1 point per 10 samples; fnas gets to each level in half the samples."""
+    targets = {"top1pct": None, "top01pct": None}
+    mnas = [float(i // 10) for i in range(120)]
+    fnas = [float(i // 5) for i in range(60)] + [11.0] * 60
+    slow = [0.0] * 120  # never gets anywhere
+    records = [
+        fa.summarize("e", m, 0, _trace(r), targets, None)
+        for m, r in [("mnas", mnas), ("fnas", fnas), ("slow", slow)]
+    ]
+    out = fa.curve_tables(records, levels=(25, 50, 100, 200)).splitlines()
+    assert out[0] == "| env | method | seeds | to mnas@25 | to mnas@50 | to mnas@100 |"  # no 200
+    fnas_row = next(line for line in out if "| fnas |" in line).split(" | ")
+    # level after 25 samples is 2.0: mnas reaches it at 21, fnas at 11
+    assert fnas_row[3:] == [f"{21 / 11:.2f}x", f"{41 / 21:.2f}x", f"{91 / 46:.2f}x |"]
+    slow_row = next(line for line in out if "| slow |" in line).split(" | ")
+    assert slow_row[3] == f"<{21 / 120:.2f}x"
+
+
 def test_distinct_counts_each_architecture_once():
     """A repeat costs nothing under a result cache: distinct counts replace activated ones."""
 
