@@ -531,7 +531,7 @@ def distinct_tables(records: list[dict[str, Any]]) -> str:
 
 
 #: mnas checkpoints of :func:`curve_tables` (activated samples).
-CURVE_LEVELS = (25, 50, 100, 200, 300, 400)
+CURVE_LEVELS = (25, 50, 100, 200, 300, 400, 600, 800, 1000)
 
 
 def curve_tables(records: list[dict[str, Any]], levels: tuple[int, ...] = CURVE_LEVELS) -> str:
