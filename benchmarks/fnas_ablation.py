@@ -545,27 +545,31 @@ def curve_tables(records: list[dict[str, Any]], levels: tuple[int, ...] = CURVE_
     ahead along the whole search or only at one point of it. Levels beyond the
     shortest mnas run are left out.
     """
-    lines = []
+    envs = {}
     for env in dict.fromkeys(r["env"] for r in records):
-        rows = [r for r in records if r["env"] == env]
-        mnas = [r for r in rows if r["method"] == "mnas"]
+        mnas = [r for r in records if r["env"] == env and r["method"] == "mnas"]
         shown = [k for k in levels if mnas and all(len(r["best_reward_trace"]) >= k for r in mnas)]
-        if not shown:
-            continue
-        if not lines:
-            lines += [
-                "| env | method | seeds | " + " | ".join(f"to mnas@{k}" for k in shown) + " |",
-                "| " + " | ".join(["---"] * (3 + len(shown))) + " |",
-            ]
+        if shown:
+            envs[env] = (mnas, shown)
+    columns = [k for k in levels if any(k in shown for _, shown in envs.values())]
+    lines = [
+        "| env | method | seeds | " + " | ".join(f"to mnas@{k}" for k in columns) + " |",
+        "| " + " | ".join(["---"] * (3 + len(columns))) + " |",
+    ]
+    for env, (mnas, shown) in envs.items():
         refs = {}
         for k in shown:
             level = _mnas_level(mnas, k)
             refs[k] = (level, _median([_activated_to(r, level) for r in mnas]))
+        rows = [r for r in records if r["env"] == env]
         for method in dict.fromkeys(r["method"] for r in rows):
             rs = [r for r in rows if r["method"] == method]
             budget = min(r["budget"] for r in rs)
             cells = [env, method, str(len(rs))]
-            for k in shown:
+            for k in columns:
+                if k not in refs:
+                    cells.append("-")  # beyond this env's mnas runs
+                    continue
                 level, ref = refs[k]
                 counts = [_activated_to(r, level) for r in rs]
                 cells.append(_fmt_speed(_speed(ref, counts), ref, budget))

@@ -260,8 +260,11 @@ def test_curve_tables_speed_up_at_each_mnas_checkpoint():
         fa.summarize("e", m, 0, _trace(r), targets, None)
         for m, r in [("mnas", mnas), ("fnas", fnas), ("slow", slow)]
     ]
-    out = fa.curve_tables(records, levels=(25, 50, 100, 200)).splitlines()
+    short = fa.summarize("short", "mnas", 0, _trace(mnas[:60]), targets, None)
+    out = fa.curve_tables([*records, short], levels=(25, 50, 100, 200)).splitlines()
     assert out[0] == "| env | method | seeds | to mnas@25 | to mnas@50 | to mnas@100 |"  # no 200
+    # an env with shorter runs: the levels past its mnas runs are "-"
+    assert out[-1] == "| short | mnas | 1 | 1.00x | 1.00x | - |"
     fnas_row = next(line for line in out if "| fnas |" in line).split(" | ")
     # level after 25 samples is 2.0: mnas reaches it at 21, fnas at 11
     assert fnas_row[3:] == [f"{21 / 11:.2f}x", f"{41 / 21:.2f}x", f"{91 / 46:.2f}x |"]
