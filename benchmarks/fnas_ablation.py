@@ -551,6 +551,8 @@ def curve_tables(records: list[dict[str, Any]], levels: tuple[int, ...] = CURVE_
         shown = [k for k in levels if mnas and all(len(r["best_reward_trace"]) >= k for r in mnas)]
         if shown:
             envs[env] = (mnas, shown)
+    if not envs:
+        return "(no mnas runs, so no levels to compare with)\n"
     columns = [k for k in levels if any(k in shown for _, shown in envs.values())]
     lines = [
         "| env | method | seeds | " + " | ".join(f"to mnas@{k}" for k in columns) + " |",

@@ -270,6 +270,7 @@ def test_curve_tables_speed_up_at_each_mnas_checkpoint():
     assert fnas_row[3:] == [f"{21 / 11:.2f}x", f"{41 / 21:.2f}x", f"{91 / 46:.2f}x |"]
     slow_row = next(line for line in out if "| slow |" in line).split(" | ")
     assert slow_row[3] == f"<{21 / 120:.2f}x"
+    assert "no mnas runs" in fa.curve_tables(records[1:])
 
 
 def test_distinct_counts_each_architecture_once():
