@@ -44,6 +44,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
+from agents.controller import episode_length
 from agents.fnas_buffer import Episode, WeightedRecurrentRolloutBuffer
 from fnas_env.evaluators.base import Evaluation
 
@@ -220,7 +221,8 @@ class FNASRecurrentPPO(RecurrentPPO):
         self.off_policy_correction = off_policy_correction
         self.replay_mode = replay_mode
         self.fnas_counters = FNASCounters()
-        self._episode_length: int | None = None  # set when the first episode ends
+        # the env's horizon where it has one (a NASEnv), else learned when an episode ends
+        self._episode_length: int | None = None
         self._trust_disabled = False
         self._staged: list[_Stage] | None = None
         self._search_space: Any = None
@@ -233,6 +235,11 @@ class FNASRecurrentPPO(RecurrentPPO):
     # ---- setup / save -------------------------------------------------------------------
     def _setup_model(self) -> None:
         super()._setup_model()
+        if self.env is not None:
+            try:  # known up front, a preloaded buffer is replayed from the first rollout on
+                self._episode_length = episode_length(self.env)
+            except (ValueError, AttributeError):
+                self._episode_length = None
         if isinstance(self.observation_space, spaces.Dict):
             raise ValueError(
                 "FNASRecurrentPPO needs a Box observation space (the NAS envs' one), "
@@ -520,7 +527,8 @@ class FNASRecurrentPPO(RecurrentPPO):
         """Steps of a ``batch_steps`` batch kept for replays (``replay_mode="share"``), else 0.
 
         ``k = min(floor(max_replay_fraction x episodes per batch), len(buffer))`` episodes
-        of the episode length seen so far (0 before the first episode has ended).
+        of the episode length (the env's horizon; for an env without one, the length
+        seen so far, 0 before the first episode has ended).
         """
         if (
             self.replay_mode != "share"

@@ -209,6 +209,28 @@ def test_replays_fill_at_most_the_allowed_fraction(replay_mode):
         assert env.counters.activated == 4 * 9
 
 
+def test_a_preloaded_buffer_is_replayed_from_the_first_rollout():
+    """share mode plans replays from the env's horizon, so a transferred buffer counts at once."""
+    source = FNASRecurrentPPO(
+        "MlpLstmPolicy",
+        nas_env(),
+        n_steps=4 * T,
+        batch_size=4 * T,
+        seed=0,
+        experience_buffer=ExperienceBuffer(capacity=10),
+    )
+    source.learn(total_timesteps=12 * T)
+    loaded = source.experience_buffer
+    assert len(loaded) >= 2
+    env = nas_env()
+    model = FNASRecurrentPPO(
+        "MlpLstmPolicy", env, n_steps=4 * T, batch_size=4 * T, seed=1, experience_buffer=loaded
+    )
+    kinds = rollout(model, start(model)).episode_kinds
+    assert kinds.count("replayed") == 2  # half of the 4 slots
+    assert len(kinds) == 4 and env.counters.activated == 2
+
+
 def test_replay_weights_are_truncated_ratio_times_importance():
     """Replaying the rollout's own episodes: rho = 1 for an unchanged policy."""
     env = nas_env()
