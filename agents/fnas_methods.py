@@ -62,7 +62,9 @@ class FNASSettings:
             fixed-size batch, so an update needs fewer new samples) or ``"extra"``
             (replays appended to a full batch of new samples; the setting of the
             ablation runs before session 4), see
-            :class:`~agents.fnas_ppo.FNASRecurrentPPO`.
+            :class:`~agents.fnas_ppo.FNASRecurrentPPO`. Measured: neither wins everywhere;
+            ``"extra"`` is better on Accel-NASBench (28 decisions per architecture),
+            see ``benchmarks/results/fnas_ablation.md``.
         buffer_capacity: AEB entries (default 10, the paper's).
         critic_ensemble: uncertainty of new critics: 0 (default) the paper's U, K >= 2
             the spread of K extra V networks (``UncertaintyCritic(ensemble=K)``).
