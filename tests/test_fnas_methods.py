@@ -297,3 +297,15 @@ def test_distinct_counts_each_architecture_once():
     row = next(line for line in fa.distinct_tables(records).splitlines() if "| fnas |" in line)
     # activated: 4/6 = 0.67x (slower); distinct: 4/3 = 1.33x (faster)
     assert row.split(" | ")[4:8] == ["6", "0.67x", "3", "1.33x"]
+
+
+def test_replay_ratio_reads_the_replays_weights_back(benchmark_dir, capsys):
+    from benchmarks import replay_ratio
+
+    results = replay_ratio.main(["--envs", "macro", "--budget", "24"])
+    r = results["macro"]
+    # replays start in the second rollout (8 architectures per update)
+    assert len(r["rho"]) >= 1 and len(r["clip"]) >= 2
+    assert ((r["rho"] > 0) & (r["rho"] <= 1.0)).all()  # truncated at rho_max = 1
+    assert ((r["clip"] >= 0) & (r["clip"] <= 1)).all()
+    assert "| macro |" in capsys.readouterr().out
