@@ -626,6 +626,13 @@ def load_records(paths: list[str]) -> list[dict[str, Any]]:
     return records
 
 
+def _print_tables(records: list[dict[str, Any]]) -> None:
+    """The per-env tables with the targets' verdicts, then the speed-up curve."""
+    print(tables(records))
+    print("### Speed-up to the level mnas reaches after k samples\n")
+    print(curve_tables(records))
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -663,9 +670,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parser.parse_args(argv)
     if args.tables:
         records = load_records(args.tables.split(","))
-        print(tables(records))
-        print("### Speed-up to the level mnas reaches after k samples\n")
-        print(curve_tables(records))
+        _print_tables(records)
         if any(r.get("unique_trace") for r in records):
             print("### Counting distinct architectures (a result cache for every method)\n")
             print(distinct_tables(records))
@@ -702,9 +707,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         log=lambda s: print(s, file=sys.stderr, flush=True),
         jsonl=args.jsonl,
     )
-    print(tables(records))
-    print("### Speed-up to the level mnas reaches after k samples\n")
-    print(curve_tables(records))
+    _print_tables(records)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)
