@@ -41,7 +41,7 @@ from typing import Any
 from agents.baselines import nas_env
 from agents.harness import METHODS, register_method
 
-__all__ = ["FNASSettings", "FNAS_SETTINGS", "configure", "LAST_RUN", "FNAS_METHODS"]
+__all__ = ["FNASSettings", "FNAS_SETTINGS", "configure", "run_fnas", "LAST_RUN", "FNAS_METHODS"]
 
 #: Methods this module registers.
 FNAS_METHODS = ("mnas", "uac", "aeb", "fnas", "fnas-transfer")
@@ -150,7 +150,7 @@ def _learn(model, env, budget: int, progress_bar: bool) -> None:
     )
 
 
-def _run_fnas(
+def run_fnas(
     env,
     budget: int,
     seed: int,
@@ -162,6 +162,14 @@ def _run_fnas(
     buffer=None,
     warmup: int | None = None,
 ) -> None:
+    """Run an FNAS search (UAC and/or AEB) on ``env`` for ``budget`` activated samples.
+
+    The registered methods ``uac``, ``aeb``, ``fnas`` and ``fnas-transfer`` call this
+    with :data:`FNAS_SETTINGS`; ``critic`` (default: a new
+    :class:`~wrappers.critic.UncertaintyCritic`) may be any object the gate accepts,
+    ``buffer`` a pre-filled :class:`~wrappers.aeb.ExperienceBuffer`, ``warmup`` the
+    gate's warm-up (default: the settings'). Fills :data:`LAST_RUN`.
+    """
     from agents.fnas_ppo import make_fnas_controller
     from wrappers.aeb import ExperienceBuffer
 
@@ -233,19 +241,19 @@ def _mnas_2(env, budget, seed, logdir=None, progress_bar=False):
 @register_method("uac")
 def _uac(env, budget, seed, logdir=None, progress_bar=False):
     """UAC only: critic-scored (trusted) samples, at most max_trusted_fraction per batch."""
-    _run_fnas(env, budget, seed, uac=True, aeb=False, logdir=logdir, progress_bar=progress_bar)
+    run_fnas(env, budget, seed, uac=True, aeb=False, logdir=logdir, progress_bar=progress_bar)
 
 
 @register_method("aeb")
 def _aeb(env, budget, seed, logdir=None, progress_bar=False):
     """AEB only: replayed episodes in every batch, every new sample evaluated."""
-    _run_fnas(env, budget, seed, uac=False, aeb=True, logdir=logdir, progress_bar=progress_bar)
+    run_fnas(env, budget, seed, uac=False, aeb=True, logdir=logdir, progress_bar=progress_bar)
 
 
 @register_method("fnas")
 def _fnas(env, budget, seed, logdir=None, progress_bar=False):
     """FNAS without the knowledge pool: UAC + AEB."""
-    _run_fnas(env, budget, seed, uac=True, aeb=True, logdir=logdir, progress_bar=progress_bar)
+    run_fnas(env, budget, seed, uac=True, aeb=True, logdir=logdir, progress_bar=progress_bar)
 
 
 @register_method("fnas-transfer")
@@ -276,7 +284,7 @@ def _fnas_transfer(env, budget, seed, logdir=None, progress_bar=False):
             space=base.search_space.name,
             obs_dim=int(base.observation_space.shape[-1]),
         )
-    _run_fnas(
+    run_fnas(
         env,
         budget,
         seed,

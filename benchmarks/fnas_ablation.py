@@ -242,7 +242,7 @@ def run(
         start = time.perf_counter()
         fm.LAST_RUN.clear()
         trace = run_method(method, env_id, kwargs, budget=budget, seed=seed)
-        stats = dict(fm.LAST_RUN) if method in fm.FNAS_METHODS[1:] else None
+        stats = dict(fm.LAST_RUN) if "counters" in fm.LAST_RUN else None  # FNAS runs
         rec = summarize(name, method, seed, trace, targets, _costs(env_id, kwargs, trace), stats)
         rec["reported"] = report
         rec["fnas_settings"] = {

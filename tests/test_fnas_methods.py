@@ -309,3 +309,57 @@ def test_replay_ratio_reads_the_replays_weights_back(benchmark_dir, capsys):
     assert ((r["rho"] > 0) & (r["rho"] <= 1.0)).all()  # truncated at rho_max = 1
     assert ((r["clip"] >= 0) & (r["clip"] <= 1)).all()
     assert "| macro |" in capsys.readouterr().out
+
+
+def test_oracle_critic_predicts_the_true_reward(benchmark_dir):
+    import gymnasium as gym
+
+    from benchmarks.uac_ceiling import OracleCritic
+
+    env = gym.make("FNAS-Macro-v0")
+    base = env.unwrapped
+    oracle = OracleCritic(env, seed=0)
+    rng = np.random.default_rng(0)
+    archs = [base.search_space.sample(rng) for _ in range(5)]
+    x = np.stack([base.search_space.one_hot(a) for a in archs])
+    v, u = oracle.predict(x)
+    assert v.tolist() == [base.reward_of(base.evaluator.evaluate(a)) for a in archs]
+    assert u.shape == (5,) and ((u >= 0) & (u < 1)).all()
+    assert len(set(u.tolist())) == 5  # noise, not a function of the architecture
+    oracle.update(x[:2], [1.0, 2.0])
+    assert oracle.num_samples == 2 and oracle.num_updates == 0
+    env.close()
+
+
+@pytest.mark.parametrize("method", ["uac-oracle", "fnas-oracle"])
+def test_oracle_methods_trust_exact_rewards(benchmark_dir, method, settings):
+    import benchmarks.uac_ceiling  # noqa: F401 - registers the oracle methods
+
+    fm.configure(warmup=5)
+    trace = run_method(method, "FNAS-Macro-v0", budget=24, seed=0)
+    assert len(trace) == 24
+    counters = fm.LAST_RUN["counters"]
+    assert counters["accepted_trusted"] > 0  # the oracle's rewards were used
+    assert 0.0 < fm.LAST_RUN["metrics"]["trusted_fraction"] < 1.0
+    # V is exact on every really evaluated sample: its measured error is 0
+    assert fm.LAST_RUN["metrics"]["v_mae"] == pytest.approx(0.0, abs=1e-9)
+    assert (counters["replayed"] > 0) == (method == "fnas-oracle")
+
+
+def test_leaks_count_trusted_architectures_at_the_level(benchmark_dir, settings):
+    from benchmarks.uac_ceiling import trusted_at_level
+
+    fm.configure(warmup=5)
+    low = trusted_at_level("macro", "uac", 0, level=-1e9, budget=24)
+    # every architecture reaches a level below all rewards: the first measured one
+    # hits it, and every trusted architecture counts (none before the first hit)
+    assert low["first_hit"] == 1
+    assert low["trusted"] > 0 and low["trusted_at_level"] == low["trusted"]
+    assert low["before_first_hit"] == 0
+    high = trusted_at_level("macro", "uac", 0, level=1e9, budget=24)
+    assert high == {
+        "first_hit": None,
+        "trusted": high["trusted"],
+        "trusted_at_level": 0,
+        "before_first_hit": 0,
+    }
