@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> Any:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--budget", type=int, default=400)
     parser.add_argument("--jsonl", default=None, help="append each run's record here")
+    parser.add_argument(
+        "--fnas-settings", default="", help="as fnas_ablation.py's (e.g. trusted_fraction=0.75)"
+    )
     parser.add_argument("--leaks", action="store_true", help="count trusted runs at --level")
     parser.add_argument("--level", type=float, default=None, help="reward level of --leaks")
     args = parser.parse_args(argv)
@@ -189,9 +192,11 @@ def main(argv: list[str] | None = None) -> Any:
             "--budget",
             str(args.budget),
         ]
+        forwarded += ["--fnas-settings", args.fnas_settings]
         return fnas_ablation.main(forwarded + (["--jsonl", args.jsonl] if args.jsonl else []))
     if args.level is None:
         parser.error("--leaks needs --level (a reward, e.g. the mnas target of the env)")
+    fm.configure(**fnas_ablation.parse_settings(args.fnas_settings))
     rows = []
     print(
         "| env | method | seed | first measured >= level | trusted | trusted >= level "
