@@ -134,6 +134,8 @@ def trusted_at_level(
     never), ``trusted`` (trusted architectures), ``trusted_at_level`` (trusted ones
     whose true reward is >= level) and ``before_first_hit`` (those trusted before
     ``first_hit``: a search that had sampled the level and did not know it).
+    Runs with torch's thread setting as it is (not :func:`~agents.harness.run_method`'s
+    one thread), so its trajectories can differ from the ablation's records.
     """
     env_id, kwargs = fnas_ablation.ENVS[name]
     env = make_search_env(env_id, kwargs)
