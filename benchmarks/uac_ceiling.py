@@ -96,33 +96,17 @@ class OracleCritic:
 
 
 @register_method("uac-oracle")
-def _uac_oracle(env, budget, seed, logdir=None, progress_bar=False):
+def _uac_oracle(env, budget, seed, **run_kwargs):
     """``uac`` with an :class:`OracleCritic` (exact trusted rewards, uninformative U)."""
     fm.run_fnas(
-        env,
-        budget,
-        seed,
-        uac=True,
-        aeb=False,
-        logdir=logdir,
-        progress_bar=progress_bar,
-        critic=OracleCritic(env, seed),
+        env, budget, seed, uac=True, aeb=False, critic=OracleCritic(env, seed), **run_kwargs
     )
 
 
 @register_method("fnas-oracle")
-def _fnas_oracle(env, budget, seed, logdir=None, progress_bar=False):
+def _fnas_oracle(env, budget, seed, **run_kwargs):
     """``fnas`` with an :class:`OracleCritic` (exact trusted rewards, uninformative U)."""
-    fm.run_fnas(
-        env,
-        budget,
-        seed,
-        uac=True,
-        aeb=True,
-        logdir=logdir,
-        progress_bar=progress_bar,
-        critic=OracleCritic(env, seed),
-    )
+    fm.run_fnas(env, budget, seed, uac=True, aeb=True, critic=OracleCritic(env, seed), **run_kwargs)
 
 
 def trusted_at_level(
@@ -183,19 +167,14 @@ def main(argv: list[str] | None = None) -> Any:
     args = parser.parse_args(argv)
     if not args.leaks:
         forwarded = [
-            "--envs",
-            args.envs,
-            "--methods",
-            args.methods,
-            "--seeds",
-            str(args.seeds),
-            "--first-seed",
-            str(args.first_seed),
-            "--budget",
-            str(args.budget),
-        ]
-        forwarded += ["--fnas-settings", args.fnas_settings]
-        return fnas_ablation.main(forwarded + (["--jsonl", args.jsonl] if args.jsonl else []))
+            f"--envs={args.envs}",
+            f"--methods={args.methods}",
+            f"--seeds={args.seeds}",
+            f"--first-seed={args.first_seed}",
+            f"--budget={args.budget}",
+            f"--fnas-settings={args.fnas_settings}",
+        ] + ([f"--jsonl={args.jsonl}"] if args.jsonl else [])
+        return fnas_ablation.main(forwarded)
     if args.level is None:
         parser.error("--leaks needs --level (a reward, e.g. the mnas target of the env)")
     fm.configure(**fnas_ablation.parse_settings(args.fnas_settings))
