@@ -4,9 +4,10 @@ Each baseline evaluates architectures through ``env.unwrapped.evaluate(arch)`` a
 records them with ``env.unwrapped.score(arch, evaluation)``, so its search record
 and counters are the same as those of the RL methods that step the env. Each runs
 until ``budget`` more activated samples (real evaluations) are recorded. A
-repeated architecture is evaluated (looked up) again and counts as a new activated
-sample, as in NASLib's and NAS-Bench-201's implementations and as MnasNet trains
-every sample.
+repeated architecture is served its recorded result by the env (``kind="cached"``,
+no cost, not activated) and takes part in the search like any sample, so a search
+that repeats itself runs until ``max_samples`` sampled architectures (default
+20 x budget) at most.
 
 Random search and regularized evolution are pure numpy; REINFORCE imports torch
 when it runs.
@@ -49,6 +50,10 @@ class SearchResult:
     sampled: int
 
 
+#: default bound on sampled architectures (cached repeats included), per activated sample
+SAMPLES_PER_BUDGET = 20
+
+
 def nas_env(env: gym.Env | NASEnv) -> NASEnv:
     """The NASEnv under ``env`` (wrappers allowed); a clear error for anything else."""
     base = getattr(env, "unwrapped", env)
@@ -65,6 +70,7 @@ def search_scalars(counters: SearchCounters | list[SearchCounters]) -> dict[str,
     out = {
         "search/activated": float(sum(c.activated for c in items)),
         "search/sampled": float(sum(c.sampled for c in items)),
+        "search/cached": float(sum(c.cached for c in items)),
         "search/surrogate": float(sum(c.surrogate for c in items)),
         "search/replayed": float(sum(c.replayed for c in items)),
         "search/cost": float(sum(c.cost for c in items)),
@@ -100,6 +106,7 @@ class SearchLogger:
         self._env = env
         self._start = env.record.counters.activated
         self._log_every = max(1, int(log_every))
+        self._logged = -1  # activated count of the last write (cached repeats add none)
         self._writer = None
         if logdir is not None:
             from torch.utils.tensorboard import SummaryWriter  # torch only when logging
@@ -122,7 +129,9 @@ class SearchLogger:
             self._bar.n = self.done
             self._bar.set_postfix(best=f"{counters.best_accuracy:.2f}", refresh=False)
             self._bar.refresh()
-        if self._writer is not None and (force or self.done % self._log_every == 0):
+        due = self.done % self._log_every == 0 and self.done != self._logged
+        if self._writer is not None and (force or due):
+            self._logged = self.done
             for key, value in search_scalars(counters).items():
                 self._writer.add_scalar(key, value, counters.sampled)
 
@@ -140,6 +149,21 @@ def _check_budget(budget: int) -> int:
     return int(budget)
 
 
+def _check_max_samples(max_samples: int | None, budget: int) -> int:
+    if max_samples is None:
+        return SAMPLES_PER_BUDGET * budget
+    if (
+        isinstance(max_samples, bool)
+        or not isinstance(max_samples, int | np.integer)
+        or max_samples < 1
+    ):
+        raise ValueError(
+            f"max_samples must be None (20 x budget) or a positive int (sampled "
+            f"architectures), got {max_samples!r}"
+        )
+    return int(max_samples)
+
+
 def _evaluate(env: NASEnv, arch: Architecture) -> float:
     reward, _ = env.score(arch, env.evaluate(arch))
     return reward
@@ -151,12 +175,16 @@ def _run(
     logdir: str | os.PathLike | None,
     progress_bar: bool,
     step: Callable[[NASEnv], Any],
+    max_samples: int | None = None,
 ) -> SearchResult:
+    """Call ``step`` until ``budget`` more activated or ``max_samples`` more sampled."""
     base = nas_env(env)
     budget = _check_budget(budget)
+    max_samples = _check_max_samples(max_samples, budget)
+    start_sampled = base.record.counters.sampled
     log = SearchLogger(base, budget, logdir, progress_bar)
     try:
-        while log.done < budget:
+        while log.done < budget and base.record.counters.sampled - start_sampled < max_samples:
             step(base)
             log.update()
     finally:
@@ -171,6 +199,7 @@ def random_search(
     seed: int | None = None,
     logdir: str | os.PathLike | None = None,
     progress_bar: bool = False,
+    max_samples: int | None = None,
 ) -> SearchResult:
     """Uniform random search (Li & Talwalkar, 2019) for ``budget`` activated samples.
 
@@ -180,6 +209,8 @@ def random_search(
         seed: seed of the sampler (default None).
         logdir: TensorBoard folder for ``search/`` scalars (default None).
         progress_bar: show a tqdm bar (default False).
+        max_samples: stop after this many sampled architectures (cached repeats
+            included) even if the budget is not spent (default None: 20 x budget).
     """
     rng = np.random.default_rng(seed)
     return _run(
@@ -188,6 +219,7 @@ def random_search(
         logdir,
         progress_bar,
         lambda base: _evaluate(base, base.search_space.sample(rng)),
+        max_samples,
     )
 
 
@@ -199,14 +231,17 @@ def regularized_evolution(
     sample_size: int = 3,
     logdir: str | os.PathLike | None = None,
     progress_bar: bool = False,
+    max_samples: int | None = None,
 ) -> SearchResult:
     """Regularized (aging) evolution (Real et al., 2019) for ``budget`` activated samples.
 
     The first ``population_size`` samples are random; then each cycle draws
     ``sample_size`` members uniformly (with replacement), mutates the best of them
     with the space's ``mutate`` (one decision changed), evaluates the child and
-    replaces the oldest member. Defaults P=10, S=3 are NAS-Bench-201's / NATS-Bench's
-    published settings (``--ea_population 10 --ea_sample_size 3``).
+    replaces the oldest member. A child the env serves from its record (a
+    repeat) joins the population like any other. Defaults P=10, S=3 are
+    NAS-Bench-201's / NATS-Bench's published settings (``--ea_population 10
+    --ea_sample_size 3``).
 
     Args:
         env: a NASEnv (wrappers allowed).
@@ -216,6 +251,8 @@ def regularized_evolution(
         sample_size: S, tournament size (default 3).
         logdir: TensorBoard folder for ``search/`` scalars (default None).
         progress_bar: show a tqdm bar (default False).
+        max_samples: stop after this many sampled architectures (cached repeats
+            included) even if the budget is not spent (default None: 20 x budget).
     """
     if population_size < 1 or not 1 <= sample_size:
         raise ValueError(
@@ -236,7 +273,7 @@ def regularized_evolution(
         if len(population) > population_size:
             population.popleft()  # aging: the oldest dies, not the worst
 
-    return _run(env, budget, logdir, progress_bar, step)
+    return _run(env, budget, logdir, progress_bar, step, max_samples)
 
 
 class _EMA:
@@ -264,6 +301,7 @@ def reinforce(
     ema_momentum: float = 0.9,
     logdir: str | os.PathLike | None = None,
     progress_bar: bool = False,
+    max_samples: int | None = None,
 ) -> SearchResult:
     """REINFORCE with an EMA reward baseline, as NAS-Bench-201 / NATS-Bench ran it.
 
@@ -281,6 +319,8 @@ def reinforce(
         ema_momentum: momentum of the reward baseline (default 0.9).
         logdir: TensorBoard folder for ``search/`` scalars (default None).
         progress_bar: show a tqdm bar (default False).
+        max_samples: stop after this many sampled architectures (cached repeats
+            included) even if the budget is not spent (default None: 20 x budget).
     """
     import torch
 
@@ -310,4 +350,4 @@ def reinforce(
         loss.backward()
         optimizer.step()
 
-    return _run(env, budget, logdir, progress_bar, step)
+    return _run(env, budget, logdir, progress_bar, step, max_samples)

@@ -24,7 +24,8 @@ __all__ = ["Episode", "WeightedRecurrentRolloutBuffer", "WeightedRecurrentRollou
 
 
 class WeightedRecurrentRolloutBufferSamples(NamedTuple):
-    """:class:`RecurrentRolloutBufferSamples` plus ``weights`` (padded steps weigh 0)."""
+    """:class:`RecurrentRolloutBufferSamples` plus ``weights`` (padded steps weigh 0) and
+    ``replayed`` (1.0 for the steps of replayed episodes, else 0.0)."""
 
     observations: th.Tensor
     actions: th.Tensor
@@ -36,6 +37,7 @@ class WeightedRecurrentRolloutBufferSamples(NamedTuple):
     episode_starts: th.Tensor
     mask: th.Tensor
     weights: th.Tensor
+    replayed: th.Tensor
 
 
 class Episode(NamedTuple):
@@ -63,6 +65,7 @@ _STEP_ARRAYS = (
     "values",
     "log_probs",
     "weights",
+    "replayed",
     "episode_starts",
     "advantages",
     "returns",
@@ -129,6 +132,7 @@ class WeightedRecurrentRolloutBuffer(RecurrentRolloutBuffer):
         self.hidden_state_shape = (self.buffer_size, *self.hidden_state_shape[1:])
         super().reset()
         self.weights = np.zeros((self.buffer_size, 1), dtype=np.float32)
+        self.replayed = np.zeros((self.buffer_size, 1), dtype=np.float32)
         self.episode_bounds: list[tuple[int, int]] = []  # [start, end) per episode
         self.episode_kinds: list[str] = []
 
@@ -137,10 +141,11 @@ class WeightedRecurrentRolloutBuffer(RecurrentRolloutBuffer):
             "WeightedRecurrentRolloutBuffer stores whole episodes: use add_episode()"
         )
 
-    def add_episode(self, episode: Episode, kind: str = "evaluated") -> None:
+    def add_episode(self, episode: Episode, kind: str = "activated") -> None:
         """Append one whole episode (grows the arrays if it does not fit).
 
-        ``kind`` labels it for counting: ``"evaluated"``, ``"trusted"`` or ``"replayed"``.
+        ``kind`` labels it: ``"activated"``, ``"cached"``, ``"trusted"`` or ``"replayed"``
+        (replayed steps are flagged in the samples' ``replayed``).
         """
         if self.generator_ready:
             raise RuntimeError("buffer already prepared for sampling: reset() before adding")
@@ -157,6 +162,7 @@ class WeightedRecurrentRolloutBuffer(RecurrentRolloutBuffer):
         self.values[s, 0] = np.asarray(episode.values).reshape(length)
         self.log_probs[s, 0] = np.asarray(episode.log_probs).reshape(length)
         self.weights[s, 0] = episode.weights
+        self.replayed[s, 0] = float(kind == "replayed")
         self.episode_starts[s, 0] = 0.0
         self.episode_starts[self.pos, 0] = 1.0
         names = ("hidden_states_pi", "cell_states_pi", "hidden_states_vf", "cell_states_vf")
@@ -251,5 +257,7 @@ class WeightedRecurrentRolloutBuffer(RecurrentRolloutBuffer):
     ) -> WeightedRecurrentRolloutBufferSamples:
         samples = super()._get_samples(batch_inds, env_change, env)
         return WeightedRecurrentRolloutBufferSamples(
-            *samples, weights=self.pad_and_flatten(self.weights[batch_inds])
+            *samples,
+            weights=self.pad_and_flatten(self.weights[batch_inds]),
+            replayed=self.pad_and_flatten(self.replayed[batch_inds]),
         )

@@ -1,25 +1,33 @@
 """FNAS's controller: sb3-contrib RecurrentPPO with the UAC batch rule and AEB replay.
 
-:class:`FNASRecurrentPPO` changes two things in RecurrentPPO (see ``docs/fnas_ppo.md``):
+:class:`FNASRecurrentPPO` changes three things in RecurrentPPO (see ``docs/fnas_ppo.md``):
 
 - **UAC batch rule** (``collect_rollouts``). Every env's running episode is staged
   and, when it ends, accepted into the batch or discarded. An episode whose reward
   came from the critic (``info["evaluated"] is False``, a *trusted* sample) is
   accepted only while trusted episodes fill at most ``max_trusted_fraction`` of the
-  batch; extra trusted episodes are thrown away and sampling goes on until untrusted
-  (really evaluated) episodes fill the batch, as in the paper. Resampling is bounded:
-  once the discarded steps reach ``max_resample_factor`` x the batch, trust is turned
-  off on the UAC wrapper (``set_trust_enabled(False)``) so the remaining slots are
-  really evaluated; it is turned back on at the next rollout.
-- **AEB replay** (end of ``collect_rollouts`` and ``train``). Every really evaluated
-  episode goes into the experience buffer. At the end of a rollout up to
-  ``max_replay_fraction`` of the batch is filled with episodes sampled from it (by
-  default the batch keeps its size, so new episodes only fill the rest: half as many
-  new samples per PPO update at the default 0.5, see ``replay_mode``); their
-  log-probabilities and values are recomputed with the current policy (so the PPO
-  ratio starts at 1) and every replayed step gets the weight
-  ``min(rho_max, pi/mu) x S_i`` (truncated off-policy ratio times the prioritised
-  replay importance weight). ``train()`` minimises ``sum(w x loss) / sum(w)``.
+  batch's new episodes; extra trusted episodes are thrown away and sampling goes on
+  until untrusted ones (really evaluated, or served from the search record as
+  *cached*) fill the batch, as in the paper. With a gate that trusts more than half
+  of the architectures (the UAC gate's default) every batch holds exactly half
+  trusted episodes. Resampling is bounded: once the discarded steps reach
+  ``max_resample_factor`` x the batch, trust is turned off on the UAC wrapper
+  (``set_trust_enabled(False)``) for the rest of the rollout and the batch is
+  counted as ``unfilled``.
+- **AEB replay** (end of ``collect_rollouts`` and ``train``). Every untrusted
+  episode is offered to the experience buffer. At the start of a rollout up to
+  ``max_replay_fraction`` of the batch's slots are kept for episodes drawn from it
+  (``replay_mode="share"``: new episodes fill only the rest). Their values are
+  recomputed with the current policy and every replayed step gets the buffer's
+  importance weight ``S_i = (N P_i)^-beta``; PPO's clipped ratio is taken against the
+  behaviour policy that sampled the replay (``off_policy_correction``), so a replay
+  stops pushing once the policy has moved towards it. ``train()`` minimises
+  ``sum(w x loss) / sum(w)`` and normalises advantages with the new episodes'
+  statistics (``advantage_stats``).
+- **Search progress** (``search_budget``). Progress-based schedules (AEB's ``beta``,
+  learning-rate and clip-range schedules) follow the search's own progress,
+  activated samples / ``search_budget``, whatever ``total_timesteps`` ``learn`` gets;
+  :func:`agents.search.run_search` sets the budget and runs the search.
 
 :func:`make_fnas_controller` builds it with the settings of
 :func:`agents.controller.make_controller` (one LSTM layer of 100 units).
@@ -56,9 +64,13 @@ __all__ = [
     "REPLAY_MODES",
 ]
 
-#: ``"episode"``: one ratio per replayed episode, min(rho_max, prod_t pi_t/mu_t) (the
-#: architecture's probability ratio); ``"step"``: min(rho_max, pi_t/mu_t) per step.
-OFF_POLICY_CORRECTIONS = ("episode", "step")
+#: ``"none"``: a replayed step weighs the buffer's importance weight S_i only;
+#: ``"episode"``: times min(rho_max, prod_t pi_t/mu_t) (the architecture's probability
+#: ratio); ``"step"``: times min(rho_max, pi_t/mu_t) per step.
+#: ``"clip"``: the behaviour policy's log-probs are the replay's ``old_log_prob``, so PPO's
+#: clipped ratio pi/mu stops a replay from pushing once the policy has moved 1 + clip_range
+#: past the policy that sampled it.
+OFF_POLICY_CORRECTIONS = ("none", "episode", "step", "clip")
 #: ``"share"``: replayed episodes take up to ``max_replay_fraction`` of the fixed batch of
 #: ``n_steps x n_envs`` steps and new episodes fill the rest, so a batch needs fewer new
 #: samples (the paper's "each batch at most 50% exploited samples"); ``"extra"``: a full
@@ -71,19 +83,31 @@ REPLAY_MODES = ("share", "extra")
 class FNASCounters:
     """Episode counters of the FNAS rules over the whole training (saved with the model).
 
-    ``accepted_trusted``/``discarded_trusted``: trusted (critic-scored) episodes kept in
-    / thrown out of a batch by the UAC rule; ``evaluated``: really evaluated episodes
-    kept; ``replayed``: AEB episodes added to batches; ``experiences_added``: episodes
-    the experience buffer accepted; ``trust_disabled``: rollouts in which the
-    resampling bound turned trust off.
+    - ``activated``: really evaluated episodes (each paid for an evaluation);
+    - ``cached``: episodes whose architecture this search had evaluated before, served
+      from the search record at no cost;
+    - ``trusted``: critic-scored episodes accepted into a batch;
+    - ``discarded_trusted``: critic-scored episodes thrown out by the UAC rule;
+    - ``replayed``: AEB episodes added to batches;
+    - ``experiences_added``: episodes the experience buffer accepted;
+    - ``unfilled_batches``: rollouts in which the resampling bound turned trust off
+      (the batch holds fewer trusted episodes than the rule allows).
+
+    ``ppo_samples`` (activated + cached + trusted + replayed) counts the episodes PPO
+    trained on.
     """
 
-    accepted_trusted: int = 0
+    activated: int = 0
+    cached: int = 0
+    trusted: int = 0
     discarded_trusted: int = 0
-    evaluated: int = 0
     replayed: int = 0
     experiences_added: int = 0
-    trust_disabled: int = 0
+    unfilled_batches: int = 0
+
+    @property
+    def ppo_samples(self) -> int:
+        return self.activated + self.cached + self.trusted + self.replayed
 
 
 @dataclass
@@ -157,20 +181,39 @@ class FNASRecurrentPPO(RecurrentPPO):
         max_replay_fraction: at most this fraction of a batch's episodes are replayed;
             ``k <= f / (1 - f) x new episodes`` and ``k <= len(buffer)`` (default 0.5,
             the paper's; in [0, 1)).
-        rho_max: truncation of the off-policy ratio ``pi / mu`` (default 1.0).
+        rho_max: truncation of the off-policy ratio ``pi / mu`` (default 1.0; only with
+            ``off_policy_correction`` ``"episode"`` or ``"step"``).
         max_resample_factor: bound on resampling: once the steps of discarded trusted
-            episodes in one rollout reach this multiple of ``n_steps x n_envs``, trust is
-            turned off for the rest of the rollout (default 2.0; 0 turns it off at the
-            first discarded episode).
-        off_policy_correction: ``"episode"`` (default: one truncated ratio of the
-            architecture's probabilities, ``min(rho_max, prod_t pi_t / mu_t)``, for all
-            steps of a replayed episode) or ``"step"`` (``min(rho_max, pi_t / mu_t)``).
+            episodes in one rollout reach this multiple of the batch's new steps, trust
+            is turned off for the rest of the rollout (default 10.0: with a gate that
+            trusts 80% of the architectures a batch needs about 4 discarded episodes per
+            untrusted one, so the bound is rarely reached; 0 turns trust off at the first
+            discarded episode).
+        off_policy_correction: how replays account for the policy that sampled them
+            (the paper's "off-policy correction factor"; every mode keeps the importance
+            weight ``S_i``): ``"clip"`` (default: the behaviour log-probs ``mu`` are PPO's
+            old log-probs, so the clipped ratio ``pi / mu`` stops a replay from pushing once
+            the policy has moved ``1 + clip_range`` towards it), ``"none"`` (``S_i`` only,
+            the ratio starts at 1 at every update), ``"episode"`` (times one truncated
+            ratio of the architecture's probabilities, ``min(rho_max, prod_t pi_t /
+            mu_t)``) or ``"step"`` (``min(rho_max, pi_t / mu_t)`` per step). Measured
+            (``docs/fnas_ppo.md``): with ``"none"`` every replay pushes again at every
+            update and the policy collapses onto the buffer's architectures within
+            100-200 activated samples on NB201.
         replay_mode: ``"share"`` (default, the paper's): a batch keeps ``n_steps x
             n_envs`` steps; at the start of a rollout ``k = min(floor(f x episodes per
             batch), len(buffer))`` replays are planned and new episodes fill the rest,
             so with ``f = 0.5`` and a full buffer a PPO update needs half as many new
             samples. ``"extra"``: a full batch of new episodes plus up to ``f / (1 - f)``
             times as many replays (the batch grows; new samples per update unchanged).
+        search_budget: activated samples the search will spend (default None). When set,
+            the training progress of every schedule (AEB's ``beta``, learning-rate and
+            clip-range schedules) is ``activated / search_budget`` instead of SB3's
+            ``num_timesteps / total_timesteps`` (which counts discarded and trusted
+            episodes and depends on the ``total_timesteps`` a caller passes).
+        advantage_stats: statistics that normalise the advantages: ``"new"`` (default:
+            the new episodes', so replays keep their advantage) or ``"batch"`` (all
+            episodes, replays included).
         **kwargs: any other :class:`~sb3_contrib.RecurrentPPO` argument (``n_steps``,
             ``batch_size``, ``learning_rate``, ``seed``, ``device``, ...), with its defaults.
     """
@@ -184,9 +227,11 @@ class FNASRecurrentPPO(RecurrentPPO):
         experience_buffer: Any | None = None,
         max_replay_fraction: float = 0.5,
         rho_max: float = 1.0,
-        max_resample_factor: float = 2.0,
-        off_policy_correction: str = "episode",
+        max_resample_factor: float = 10.0,
+        off_policy_correction: str = "clip",
         replay_mode: str = "share",
+        search_budget: int | None = None,
+        advantage_stats: str = "new",
         **kwargs: Any,
     ):
         if not 0.0 <= max_trusted_fraction <= 1.0:
@@ -204,6 +249,7 @@ class FNASRecurrentPPO(RecurrentPPO):
             )
         if replay_mode not in REPLAY_MODES:
             raise ValueError(f"replay_mode must be one of {REPLAY_MODES}, got {replay_mode!r}")
+        _check_budget(search_budget)
         for method in ("add", "sample", "__len__"):
             if experience_buffer is not None and not hasattr(experience_buffer, method):
                 raise TypeError(
@@ -220,6 +266,12 @@ class FNASRecurrentPPO(RecurrentPPO):
         self.max_resample_factor = float(max_resample_factor)
         self.off_policy_correction = off_policy_correction
         self.replay_mode = replay_mode
+        self.search_budget = search_budget
+        if advantage_stats not in ("new", "batch"):
+            raise ValueError(
+                f"advantage_stats must be 'new' or 'batch', got {advantage_stats!r}"
+            )
+        self.advantage_stats = advantage_stats
         self.fnas_counters = FNASCounters()
         # the env's horizon where it has one (a NASEnv), else learned when an episode ends
         self._episode_length: int | None = None
@@ -397,8 +449,8 @@ class FNASRecurrentPPO(RecurrentPPO):
         episode = self._staged[idx].pop()
         length = len(episode.rewards)
         self._episode_length = length
-        trusted = not bool(info.get("evaluated", True))
-        if trusted:
+        kind = _episode_kind(info)
+        if kind == "trusted":
             quota = self.max_trusted_fraction * stats.target_steps
             over = self.max_trusted_fraction < 1.0 and stats.trusted_steps + length > quota + 1e-9
             if over and not stats.force_accept:
@@ -413,19 +465,20 @@ class FNASRecurrentPPO(RecurrentPPO):
                 return
             stats.trusted += 1
             stats.trusted_steps += length
-            self.fnas_counters.accepted_trusted += 1
+            self.fnas_counters.trusted += 1
         else:
-            self.fnas_counters.evaluated += 1
-            self._remember(env, info, episode)
-        buffer.add_episode(episode, "trusted" if trusted else "evaluated")
+            setattr(self.fnas_counters, kind, getattr(self.fnas_counters, kind) + 1)
+            if kind == "activated":  # a cached repeat was offered when first evaluated
+                self._remember(env, info, episode)
+        buffer.add_episode(episode, kind)
         stats.new_episodes += 1
         stats.accepted_steps += length
 
     def _stop_trusting(self, env: VecEnv, stats: _RolloutStats) -> None:
         stats.trust_off = True
+        self.fnas_counters.unfilled_batches += 1
         if self._set_trust(env, False):
             self._trust_disabled = True
-            self.fnas_counters.trust_disabled += 1
             return
         stats.force_accept = True
         warnings.warn(
@@ -434,6 +487,22 @@ class FNASRecurrentPPO(RecurrentPPO):
             RuntimeWarning,
             stacklevel=3,
         )
+
+    # ---- search progress ---------------------------------------------------------------
+    @property
+    def search_progress(self) -> float:
+        """Progress of the search in [0, 1]: activated / ``search_budget`` when it is set,
+        else SB3's ``1 - progress_remaining`` (timesteps / ``total_timesteps``)."""
+        if self.search_budget:
+            return min(1.0, self.fnas_counters.activated / self.search_budget)
+        return float(np.clip(1.0 - self._current_progress_remaining, 0.0, 1.0))
+
+    def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
+        """SB3's progress (read by every schedule) follows the search budget when set."""
+        if self.search_budget:
+            self._current_progress_remaining = 1.0 - self.search_progress
+        else:
+            super()._update_current_progress_remaining(num_timesteps, total_timesteps)
 
     @staticmethod
     def _set_trust(env: VecEnv, flag: bool) -> bool:
@@ -558,8 +627,7 @@ class FNASRecurrentPPO(RecurrentPPO):
             k = min(k, stats.replay_slots)
         if k == 0:
             return
-        progress = float(np.clip(1.0 - self._current_progress_remaining, 0.0, 1.0))
-        samples = self.experience_buffer.sample(k, progress, self._replay_rng)
+        samples = self.experience_buffer.sample(k, self.search_progress, self._replay_rng)
         if not samples:
             return
         observations = [np.asarray(exp.observations, dtype=np.float32) for exp, _ in samples]
@@ -575,8 +643,12 @@ class FNASRecurrentPPO(RecurrentPPO):
             log_ratio = log_prob.astype(np.float64) - np.asarray(exp.log_probs, dtype=np.float64)
             if self.off_policy_correction == "episode":
                 rho = np.full(len(obs), math.exp(min(log_rho_max, float(log_ratio.sum()))))
-            else:
+            elif self.off_policy_correction == "step":
                 rho = np.exp(np.minimum(log_rho_max, log_ratio))
+            else:
+                rho = np.ones(len(obs))
+            if self.off_policy_correction == "clip":  # PPO's clipped ratio pi / mu
+                log_prob = np.asarray(exp.log_probs, dtype=np.float32)
             rewards = np.zeros(len(obs), dtype=np.float32)
             rewards[-1] = exp.reward
             buffer.add_episode(
@@ -620,9 +692,11 @@ class FNASRecurrentPPO(RecurrentPPO):
         if stats.replayed:
             self.logger.record("fnas/mean_importance_weight", float(np.mean(stats.importance)))
             self.logger.record("fnas/mean_rho", float(np.mean(stats.rho)))
-        self.logger.record("fnas/trust_disabled", int(stats.trust_off))
+        self.logger.record("fnas/unfilled_batch", int(stats.trust_off))
         for key, value in asdict(self.fnas_counters).items():
             self.logger.record(f"fnas/total_{key}", value)
+        self.logger.record("fnas/total_ppo_samples", self.fnas_counters.ppo_samples)
+        self.logger.record("fnas/search_progress", self.search_progress)
         if env.has_attr("metrics"):
             per_env = [m for m in env.env_method("metrics") if isinstance(m, dict)]
             for key in per_env[0] if per_env else ():
@@ -637,7 +711,9 @@ class FNASRecurrentPPO(RecurrentPPO):
         """PPO losses of one minibatch, each a weighted mean ``sum(w x) / sum(w)``.
 
         Policy, value and entropy terms are all weighted (a step of weight 0 contributes
-        no gradient); advantages are normalised with weighted statistics.
+        no gradient); advantages are normalised with the weighted statistics of the new
+        (not replayed) steps, so replays of good architectures keep their advantage
+        instead of shifting the baseline of the new ones.
 
         Returns:
             ``policy_loss``, ``value_loss``, ``entropy_loss``, ``loss`` (with gradients),
@@ -660,9 +736,15 @@ class FNASRecurrentPPO(RecurrentPPO):
         )
         values = values.flatten()
         advantages = rollout_data.advantages
-        if self.normalize_advantage:
-            mean = wmean(advantages)
-            std = th.sqrt(wmean((advantages - mean) ** 2))
+        if self.normalize_advantage:  # statistics of the new episodes (replays excluded)
+            w_new = w
+            if self.advantage_stats == "new":
+                w_new = th.where(rollout_data.replayed > 0.5, 0.0, w)
+            if float(w_new.sum()) <= 0.0:
+                w_new = w
+            total_new = w_new.sum().clamp_min(1e-12)
+            mean = (w_new * advantages).sum() / total_new
+            std = th.sqrt((w_new * (advantages - mean) ** 2).sum() / total_new)
             advantages = (advantages - mean) / (std + 1e-8)
 
         ratio = th.exp(log_prob - rollout_data.old_log_prob)
@@ -749,6 +831,18 @@ class FNASRecurrentPPO(RecurrentPPO):
         self.logger.record("train/clip_range", clip_range)
         if clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)
+
+
+def _episode_kind(info: dict[str, Any]) -> str:
+    """``"trusted"`` (critic-scored), ``"cached"`` (served from the record) or ``"activated"``."""
+    if not bool(info.get("evaluated", True)):
+        return "trusted"
+    return "cached" if info.get("cached", False) else "activated"
+
+
+def _check_budget(budget: int | None) -> None:
+    if budget is not None and (isinstance(budget, bool) or int(budget) != budget or budget < 1):
+        raise ValueError(f"search_budget must be None or a positive int, got {budget!r}")
 
 
 def make_fnas_controller(

@@ -4,13 +4,14 @@
 activated samples and returns the per-activated-sample trace read from the env's
 search record, so every method is measured the same way.
 
-Counting rule (the same for every method): an *activated* sample is every
-real evaluation the env records (``kind="evaluated"``), repeated architectures
-included. MnasNet trains every sample, and NASLib's and NAS-Bench-201's
-regularized evolution and REINFORCE query the benchmark (and pay its time) for
-every sample, duplicates included. Surrogate rewards (UAC) and replays (AEB)
-are free and never spend budget. The trace also carries ``unique`` (distinct
-architectures so far) for readers who count differently.
+Counting rule (the same for every method): an *activated* sample is a real
+evaluation the env records (``kind="evaluated"``) of an architecture not
+evaluated before in this search. A repeated architecture is served its recorded
+result by the env (``kind="cached"``): it is free, counted apart (``cached``)
+and never spends budget, for every method. Surrogate rewards (UAC) and replays
+(AEB) are free as well. The trace also carries ``sampled`` (every architecture
+sampled so far), ``unique`` (distinct architectures activated so far) and
+``cached``.
 
 Adding a method is one function::
 
@@ -58,8 +59,9 @@ class TracePoint:
     ``activated`` counts from 1; ``best_*`` are running maxima; ``wall_time`` is
     seconds since the search started, ``eval_time`` the seconds spent inside the
     evaluator up to this sample (so ``wall_time - eval_time`` is the controller's
-    share); ``sampled`` counts every architecture sampled so far (surrogates
-    included); ``unique`` the distinct architectures activated so far.
+    share); ``sampled`` counts every architecture sampled so far (cached repeats
+    and surrogates included); ``unique`` the distinct architectures activated so
+    far; ``cached`` the repeats served from the record so far (free).
     """
 
     activated: int
@@ -72,6 +74,7 @@ class TracePoint:
     eval_time: float
     sampled: int
     unique: int
+    cached: int = 0
     test_accuracy: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,10 +138,12 @@ def _ppo_lstm(env, budget, seed, logdir=None, progress_bar=False):
 
     model = make_controller(env, seed=seed, tensorboard_log=logdir)
     horizon = nas_env(env).horizon
-    # every episode is one activated sample: T x budget steps; the callback stops exactly there
+    # repeats are free (cached), so an episode is not always an activated sample: the
+    # callback stops at the budget, or at 20 x budget sampled architectures at most
+    bound = 20 * budget
     model.learn(
-        total_timesteps=horizon * budget,
-        callback=SearchBudgetCallback(budget),
+        total_timesteps=horizon * bound,
+        callback=SearchBudgetCallback(budget, max_samples=bound),
         progress_bar=progress_bar,
     )
 
@@ -207,11 +212,12 @@ def _trace(base, start_entries: int, start: float, budget: int) -> list[TracePoi
     eval_times = np.cumsum(times) if times else None
     trace: list[TracePoint] = []
     seen: set[tuple[int, ...]] = set()
-    best_acc, best_reward, sampled = -np.inf, -np.inf, 0
+    best_acc, best_reward, sampled, cached = -np.inf, -np.inf, 0, 0
     for entry in base.record.entries[start_entries:]:
         if entry.kind == "replayed":
             continue
         sampled += 1
+        cached += int(entry.kind == "cached")
         if entry.kind != "evaluated":
             continue
         if len(trace) >= budget:
@@ -236,6 +242,7 @@ def _trace(base, start_entries: int, start: float, budget: int) -> list[TracePoi
                 else 0.0,
                 sampled=sampled,
                 unique=len(seen),
+                cached=cached,
                 test_accuracy=None if test is None else float(test),
             )
         )

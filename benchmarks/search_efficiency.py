@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-import agents.fnas_methods  # noqa: F401 - registers mnas, uac, aeb, fnas, fnas-transfer
 from agents.harness import METHODS, TracePoint, make_search_env, reach, run_method
 
 __all__ = ["ENVS", "thresholds", "summarize_run", "run_benchmark", "main"]

@@ -16,7 +16,7 @@ from gymnasium import spaces
 
 from fnas_env.arch import Architecture
 from fnas_env.evaluators.base import Evaluation, Evaluator
-from fnas_env.record import SearchRecord
+from fnas_env.record import RecordEntry, SearchRecord
 from fnas_env.reward import RewardConfig, mnas_reward
 
 __all__ = ["NASEnv"]
@@ -77,14 +77,21 @@ class NASEnv(gym.Env):
     - ``one_shot``: whole architecture per action.
     - ``record_path``: JSON-lines file for the durable search record (optional).
     - ``failed_reward``: reward of a failed evaluation (default 0.0).
+    - ``cache``: serve an architecture this env's record already holds a
+      successful real evaluation of (this search's, or the resumed record
+      file's) its recorded result, at no cost and without calling the
+      evaluator; it is recorded as ``kind="cached"`` and not counted as
+      activated (default True). False evaluates repeats again (fresh noisy
+      re-training). Failed evaluations are never served: they are retried.
 
     The last-step ``info`` holds ``arch`` (compact string), ``accuracy``,
     ``latency`` (or None), ``throughput``, ``macs``, ``params``, ``reward``,
-    ``evaluated``, ``cost``, ``failed`` and the evaluator's extras.
+    ``evaluated``, ``cached``, ``cost``, ``failed`` and the evaluator's extras.
 
     Hooks for wrappers and algorithms: :meth:`pending_architecture` tells which
     architecture an action would complete (so a wrapper can decide not to pay
-    for its evaluation) and :meth:`finish` completes the last step with a given
+    for its evaluation), :meth:`is_cached` whether its result is already in the
+    record (free), and :meth:`finish` completes the last step with a given
     :class:`Evaluation`; :meth:`tokens` gives the token sequence that replays an
     architecture.
 
@@ -105,6 +112,7 @@ class NASEnv(gym.Env):
         record_path: str | os.PathLike | None = None,
         failed_reward: float = 0.0,
         render_mode: str | None = None,
+        cache: bool = True,
     ):
         if not isinstance(evaluator, Evaluator):
             raise TypeError(f"evaluator must be an Evaluator, got {type(evaluator).__name__}")
@@ -122,6 +130,11 @@ class NASEnv(gym.Env):
         self.failed_reward = float(failed_reward)
         self.render_mode = render_mode
         self.record = SearchRecord(record_path)
+        self.cache = bool(cache)
+        self._cache: dict[Architecture, Evaluation] = {}
+        for entry in self.record.entries:
+            if entry.kind == "evaluated" and not entry.failed and entry.accuracy is not None:
+                self._cache[entry.architecture] = _evaluation_of(entry)
 
         self.num_choices = self.search_space.num_choices
         self.horizon = len(self.num_choices)
@@ -179,8 +192,18 @@ class NASEnv(gym.Env):
             return None
         return self.search_space.from_choices([*self._choices, self._choice(action)])
 
+    def is_cached(self, arch: Architecture) -> bool:
+        """Whether :meth:`evaluate` serves ``arch`` from the record (False with ``cache=False``)."""
+        return self.cache and arch in self._cache
+
     def evaluate(self, arch: Architecture) -> Evaluation:
-        """Evaluate ``arch`` with the evaluator; a failure becomes a failed Evaluation."""
+        """Evaluate ``arch`` with the evaluator; a failure becomes a failed Evaluation.
+
+        An architecture of the record (:meth:`is_cached`) gets its recorded
+        Evaluation with ``cached=True`` and ``cost=0.0``; the evaluator is not called.
+        """
+        if self.is_cached(arch):
+            return self._cache[arch].replace(cached=True, cost=0.0)
         start = time.perf_counter()
         try:
             evaluation = self.evaluator.evaluate(arch)
@@ -234,11 +257,17 @@ class NASEnv(gym.Env):
         """Reward and info of ``arch`` under ``evaluation``, appended to the record.
 
         Baselines that do not step token by token (random search, evolution)
-        call ``score(arch, env.evaluate(arch))`` directly.
+        call ``score(arch, env.evaluate(arch))`` directly. ``kind`` defaults to
+        ``"cached"`` for a result served from the record, ``"evaluated"`` for a
+        real evaluation and ``"surrogate"`` for a predicted one. A successful
+        ``"evaluated"`` entry is kept, so a later repeat of ``arch`` is served
+        from the record.
         """
         reward = float(self.reward_of(evaluation) if reward is None else reward)
-        kind = kind or ("evaluated" if evaluation.evaluated else "surrogate")
+        kind = kind or _default_kind(evaluation)
         self.record.append(arch, evaluation, reward, kind, wall_time=evaluation.cost or 0.0)
+        if kind == "evaluated" and not evaluation.failed:
+            self._cache[arch] = evaluation.replace(cached=False)
         info: dict[str, Any] = dict(evaluation.extras)
         info.update(
             arch=self.search_space.to_string(arch),
@@ -249,6 +278,7 @@ class NASEnv(gym.Env):
             params=evaluation.params,
             reward=reward,
             evaluated=bool(evaluation.evaluated),
+            cached=bool(evaluation.cached),
             cost=evaluation.cost,
             failed=bool(evaluation.failed),
         )
@@ -291,3 +321,25 @@ class NASEnv(gym.Env):
         obs[self._choices[-1] if self._choices else self._start] = 1.0
         obs[self._start + 1 + min(self._position, self.horizon - 1)] = 1.0
         return obs
+
+
+def _default_kind(evaluation: Evaluation) -> str:
+    """Record kind of an evaluation: served from the record, real, or predicted."""
+    if evaluation.cached:
+        return "cached"
+    return "evaluated" if evaluation.evaluated else "surrogate"
+
+
+def _evaluation_of(entry: RecordEntry) -> Evaluation:
+    """The Evaluation a successful ``"evaluated"`` record entry stands for."""
+    return Evaluation(
+        accuracy=entry.accuracy,
+        latency=entry.latency,
+        throughput=entry.throughput,
+        macs=entry.macs,
+        params=entry.params,
+        cost=entry.cost,
+        evaluated=True,
+        failed=False,
+        extras=dict(entry.extras),
+    )

@@ -18,8 +18,13 @@ def make_nb201_env(
     one_shot: bool = False,
     record_path: PathLike = None,
     render_mode: str | None = None,
+    cache: bool = True,
 ) -> NASEnv:
-    """NAS-Bench-201 (``dataset`` in cifar10, cifar100, ImageNet16-120); accuracy reward."""
+    """NAS-Bench-201 (``dataset`` in cifar10, cifar100, ImageNet16-120); accuracy reward.
+
+    Every factory takes ``cache`` (default True): a repeated architecture is served its
+    recorded result at no cost (see :class:`~fnas_env.env.NASEnv`).
+    """
     from fnas_env.evaluators.tabular import NB201Evaluator
 
     return NASEnv(
@@ -28,6 +33,7 @@ def make_nb201_env(
         one_shot=one_shot,
         record_path=record_path,
         render_mode=render_mode,
+        cache=cache,
     )
 
 
@@ -36,6 +42,7 @@ def make_macro_env(
     one_shot: bool = False,
     record_path: PathLike = None,
     render_mode: str | None = None,
+    cache: bool = True,
 ) -> NASEnv:
     """NAS-Bench-Macro (CIFAR-10); accuracy reward."""
     from fnas_env.evaluators.tabular import MacroEvaluator
@@ -46,6 +53,7 @@ def make_macro_env(
         one_shot=one_shot,
         record_path=record_path,
         render_mode=render_mode,
+        cache=cache,
     )
 
 
@@ -58,6 +66,7 @@ def make_anb_env(
     one_shot: bool = False,
     record_path: PathLike = None,
     render_mode: str | None = None,
+    cache: bool = True,
 ) -> NASEnv:
     """Accel-NASBench surrogate on ``device``; MnasNet reward against ``target``.
 
@@ -78,6 +87,7 @@ def make_anb_env(
         one_shot=one_shot,
         record_path=record_path,
         render_mode=render_mode,
+        cache=cache,
     )
 
 
@@ -103,6 +113,7 @@ def make_mnas_env(
     one_shot: bool = False,
     record_path: PathLike = None,
     render_mode: str | None = None,
+    cache: bool = True,
 ) -> NASEnv:
     """MnasNet search space with real proxy training (``FNAS-MNAS-v0``).
 
@@ -143,6 +154,8 @@ def make_mnas_env(
             (default None: in memory).
         one_shot: one action is a whole architecture (``MultiDiscrete``).
         record_path: JSON-lines file of the durable search record (default None).
+        cache: serve an architecture this search already trained its recorded result,
+            at no cost (default True; False trains repeats again).
         render_mode: None or ``"ansi"``.
     """
     from fnas_env.evaluators.proxy import ProxyEvaluator, base_architecture
@@ -178,4 +191,5 @@ def make_mnas_env(
         one_shot=one_shot,
         record_path=record_path,
         render_mode=render_mode,
+        cache=cache,
     )

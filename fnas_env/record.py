@@ -21,9 +21,11 @@ from fnas_env.evaluators.base import Evaluation
 
 __all__ = ["RecordEntry", "SearchRecord", "SearchCounters", "read_record", "KINDS"]
 
-#: evaluated: really trained / looked up; surrogate: reward predicted (UAC);
-#: replayed: a stored episode reused by the controller (AEB), no evaluation.
-KINDS = ("evaluated", "surrogate", "replayed")
+#: evaluated: really trained / looked up; cached: a repeat of an architecture
+#: this record already holds, served its recorded result at no cost;
+#: surrogate: reward predicted (UAC); replayed: a stored episode reused by the
+#: controller (AEB), no evaluation.
+KINDS = ("evaluated", "cached", "surrogate", "replayed")
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,18 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass
 class SearchCounters:
-    """Sample counters of a search and its running best."""
+    """Sample counters of a search and its running best.
+
+    ``sampled`` counts every architecture the search produced (evaluated,
+    cached and surrogate entries; replays are counted apart). ``activated``
+    counts real evaluations only; ``cached`` counts repeats served from the
+    record, which cost nothing and cannot change the best values (their result
+    was counted when it was first evaluated).
+    """
 
     sampled: int = 0
     activated: int = 0
+    cached: int = 0
     surrogate: int = 0
     replayed: int = 0
     failed: int = 0
@@ -98,6 +108,9 @@ class SearchCounters:
         self.sampled += 1
         if entry.kind == "surrogate":
             self.surrogate += 1
+            return
+        if entry.kind == "cached":
+            self.cached += 1
             return
         self.activated += 1
         self.failed += int(entry.failed)

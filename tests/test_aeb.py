@@ -162,8 +162,18 @@ def test_buffer_rejects_another_space_and_bad_arguments():
 
 # ---- priorities, beta, importance weights -------------------------------------------------
 
-# rewards 1, 2, 3: z = (r - 2) / sqrt(2/3) = -1.2247, 0, 1.2247; P = exp(z/T) / sum
-PRIORITY_TABLE = [
+# The paper's rule: P_i = exp(r_i / T) / sum_j exp(r_j / T) on the stored rewards
+# (fractions: nearly uniform over close rewards), S_i = (N P_i)^-beta, unnormalised.
+PAPER_PRIORITY_TABLE = [
+    ([1.0, 2.0, 3.0], 1.0, [0.0900305732, 0.2447284711, 0.6652409558]),
+    ([1.0, 2.0, 3.0], 2.0, [0.1863237232, 0.3071958857, 0.5064803911]),
+    # accuracies as fractions (reward_scale 0.01): almost uniform
+    ([0.91, 0.92, 0.93], 1.0, [0.3300056110, 0.3333222225, 0.3366721665]),
+    ([0.70, 0.70], 1.0, [0.5, 0.5]),
+    ([0.42], 1.0, [1.0]),
+]
+# The standardised variant: z = (r - mean) / std; rewards 1, 2, 3: z = -1.2247, 0, 1.2247
+STANDARDIZED_PRIORITY_TABLE = [
     ([1.0, 2.0, 3.0], 1.0, [0.0625557807, 0.2128959440, 0.7245482753]),
     ([1.0, 2.0, 3.0], 2.0, [0.1600486399, 0.2952581930, 0.5446931670]),
     # standardising makes the priorities scale-free: percentages do not saturate
@@ -173,23 +183,37 @@ PRIORITY_TABLE = [
 ]
 
 
-@pytest.mark.parametrize("rewards, temperature, expected", PRIORITY_TABLE)
-def test_priorities_match_hand_computed_values(rewards, temperature, expected):
-    buffer = buffer_with(rewards, temperature=temperature)
+@pytest.mark.parametrize(
+    "priority, rewards, temperature, expected",
+    [("paper", *row) for row in PAPER_PRIORITY_TABLE]
+    + [("standardized", *row) for row in STANDARDIZED_PRIORITY_TABLE],
+)
+def test_priorities_match_hand_computed_values(priority, rewards, temperature, expected):
+    buffer = buffer_with(rewards, temperature=temperature, priority=priority)
     np.testing.assert_allclose(buffer.priorities(), expected, rtol=1e-8)
 
 
-# (N P_i)^-beta / max_j (N P_j)^-beta = exp(-beta (z_i - z_min) / T) for rewards 1, 2, 3
+def test_paper_rule_is_the_default_and_unknown_rules_are_refused():
+    assert ExperienceBuffer().priority == "paper"
+    with pytest.raises(ValueError, match="priority must be one of"):
+        ExperienceBuffer(priority="rank")
+
+
+# paper: S_i = (N P_i)^-beta with P from PAPER_PRIORITY_TABLE's first row (N = 3)
+# standardized: (N P_i)^-beta / max_j = exp(-beta (z_i - z_min) / T)
 WEIGHT_TABLE = [
-    (0.0, [1.0, 1.0, 1.0]),
-    (1.0, [1.0, 0.2938326559, 0.0863376297]),
-    (0.5, [1.0, 0.5420633320, 0.2938326559]),
+    ("paper", 0.0, [1.0, 1.0, 1.0]),
+    ("paper", 1.0, [3.7024459758, 1.3620537565, 0.5010715748]),
+    ("paper", 0.5, [1.9241741023, 1.1670705876, 0.7078640935]),
+    ("standardized", 0.0, [1.0, 1.0, 1.0]),
+    ("standardized", 1.0, [1.0, 0.2938326559, 0.0863376297]),
+    ("standardized", 0.5, [1.0, 0.5420633320, 0.2938326559]),
 ]
 
 
-@pytest.mark.parametrize("progress, expected", WEIGHT_TABLE)
-def test_importance_weights_match_hand_computed_values(progress, expected):
-    buffer = buffer_with([1.0, 2.0, 3.0])
+@pytest.mark.parametrize("priority, progress, expected", WEIGHT_TABLE)
+def test_importance_weights_match_hand_computed_values(priority, progress, expected):
+    buffer = buffer_with([1.0, 2.0, 3.0], priority=priority)
     np.testing.assert_allclose(buffer.weights(progress), expected, rtol=1e-8)
 
 
@@ -207,8 +231,9 @@ def test_beta_rejects_nan():
         ExperienceBuffer().beta(float("nan"))
 
 
-def test_sample_follows_priorities_with_matching_weights():
-    buffer = buffer_with([1.0, 2.0, 3.0, 2.5])
+@pytest.mark.parametrize("priority", ["paper", "standardized"])
+def test_sample_follows_priorities_with_matching_weights(priority):
+    buffer = buffer_with([1.0, 2.0, 3.0, 2.5], priority=priority)
     p = buffer.priorities()
     weights = {e.arch: w for e, w in zip(buffer.entries, buffer.weights(0.6))}
     draws = buffer.sample(20000, progress=0.6, rng=np.random.default_rng(1))
@@ -219,9 +244,10 @@ def test_sample_follows_priorities_with_matching_weights():
         assert w == pytest.approx(weights[exp.arch])
     freq = np.array([counts[e.arch] for e in buffer.entries]) / 20000
     np.testing.assert_allclose(freq, p, atol=0.015)
-    # the highest-priority entry gets the smallest weight, the lowest weight 1
+    # the highest-priority entry gets the smallest weight
     assert min(weights.values()) == weights[buffer.best.arch]
-    assert max(weights.values()) == pytest.approx(1.0)
+    if priority == "standardized":  # normalised: the lowest-priority entry weighs 1
+        assert max(weights.values()) == pytest.approx(1.0)
 
 
 def test_sample_edge_cases_and_determinism():
@@ -239,7 +265,9 @@ def test_sample_edge_cases_and_determinism():
 
 
 def test_save_load_round_trip(tmp_path):
-    buffer = ExperienceBuffer(capacity=4, temperature=0.5, beta0=0.2, seed=7)
+    buffer = ExperienceBuffer(
+        capacity=4, temperature=0.5, beta0=0.2, seed=7, priority="standardized"
+    )
     for i, r in enumerate([70.0, 75.0, 71.0, 90.0, 80.0, 60.0]):
         buffer.add(experience(i, r))
     buffer.sample(3, 0.1)  # advance the buffer's own generator
@@ -251,6 +279,7 @@ def test_save_load_round_trip(tmp_path):
 
     loaded = ExperienceBuffer.load(folder, space="macro", obs_dim=OBS_DIM)
     assert (loaded.capacity, loaded.temperature, loaded.beta0) == (4, 0.5, 0.2)
+    assert loaded.priority == "standardized"
     assert len(loaded) == len(buffer)
     for a, b in zip(buffer.entries, loaded.entries):
         assert (a.arch, a.tokens, a.reward) == (b.arch, b.tokens, b.reward)

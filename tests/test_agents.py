@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from agents.harness import METHODS, reach, register_method, run_method
 from fnas_env.arch import Architecture
 from fnas_env.env import NASEnv
 from fnas_env.evaluators.base import Evaluation, Evaluator
+from fnas_env.record import read_record
 from fnas_env.reward import RewardConfig
 
 torch.set_num_threads(1)
@@ -37,6 +40,26 @@ class MatchEvaluator(Evaluator):
 
 def synthetic_env(one_shot: bool = False) -> NASEnv:
     return NASEnv(MatchEvaluator(), RewardConfig(target=None), one_shot=one_shot)
+
+
+def evaluated_everywhere(env: NASEnv) -> NASEnv:
+    """Record every architecture of the env's space, so each later sample is a cached repeat."""
+    for choices in itertools.product(*map(range, env.search_space.num_choices)):
+        arch = env.search_space.from_choices(list(choices))
+        env.score(arch, env.evaluate(arch))
+    return env
+
+
+def assert_repeats_are_cached(entries) -> None:
+    """Every evaluated entry is a new architecture, every cached one an earlier evaluated one."""
+    seen: set[tuple[int, ...]] = set()
+    for entry in entries:
+        assert entry.kind in ("evaluated", "cached"), entry.kind
+        if entry.kind == "evaluated":
+            assert entry.choices not in seen, f"{entry.arch} evaluated twice"
+            seen.add(entry.choices)
+        else:
+            assert entry.choices in seen and entry.cost == 0.0
 
 
 def scalars(logdir) -> dict[str, list[float]]:
@@ -109,7 +132,8 @@ def test_baseline_budget_and_seed(search):
         env = synthetic_env()
         result = search(env, budget=25, seed=seed)
         assert env.record.counters.activated == 25 == result.activated
-        assert len(env.record.entries) == 25
+        assert len(env.record.entries) == 25 + env.record.counters.cached == result.sampled
+        assert_repeats_are_cached(env.record.entries)
         runs.append([e.choices for e in env.record.entries])
     assert runs[0] == runs[1], "same seed, different search"
     assert runs[0] != runs[2], "different seeds, same search"
@@ -127,6 +151,75 @@ def test_baseline_continues_a_used_env_for_budget_more(search):
 def test_baseline_rejects_bad_budget(budget):
     with pytest.raises(ValueError, match="budget"):
         random_search(synthetic_env(), budget=budget)
+
+
+@pytest.mark.parametrize("max_samples", [0, -1, 2.5, True])
+def test_baseline_rejects_bad_max_samples(max_samples):
+    with pytest.raises(ValueError, match="max_samples must be None .* or a positive int"):
+        random_search(synthetic_env(), budget=3, max_samples=max_samples)
+
+
+@pytest.mark.parametrize("search", BASELINES)
+@pytest.mark.parametrize("env_id", ["FNAS-Macro-v0", "FNAS-NB201-v0"])
+def test_baseline_activates_budget_distinct_architectures(search, env_id, benchmark_dir):
+    env = gym.make(env_id, benchmark_dir=benchmark_dir)
+    result = search(env, budget=60, seed=0)
+    record = env.unwrapped.record
+    c = record.counters
+    assert c.activated == 60 == result.activated and c.sampled == 60 + c.cached == result.sampled
+    assert_repeats_are_cached(record.entries)
+    assert len({e.choices for e in record.entries}) == 60
+    if search is regularized_evolution:
+        assert c.cached > 0, "the test needs a repeat to show it is free"
+
+
+def limit_sampling(monkeypatch, env: NASEnv, n: int) -> list[Architecture]:
+    """Make the env's space sample and mutate within its first ``n`` architectures."""
+    space = env.search_space
+    archs = [space.sample(np.random.default_rng(i)) for i in range(n)]
+    monkeypatch.setattr(space, "sample", lambda rng: archs[int(rng.integers(n))])
+    monkeypatch.setattr(space, "mutate", lambda arch, rng: archs[int(rng.integers(n))])
+    return archs
+
+
+@pytest.mark.parametrize("search", [random_search, regularized_evolution])
+def test_max_samples_stops_a_search_that_can_only_repeat(search, monkeypatch):
+    env = synthetic_env()
+    archs = limit_sampling(monkeypatch, env, 3)
+    result = search(env, budget=5, seed=0)  # 3 distinct architectures exist: budget unreachable
+    assert (result.activated, result.sampled) == (3, 20 * 5)
+    assert env.record.counters.cached == 97
+    assert {e.choices for e in env.record.entries} == {a.choices for a in archs}
+    result = search(env, budget=5, seed=1, max_samples=12)  # counted from this call's start
+    assert (result.activated, result.sampled, env.record.counters.cached) == (3, 112, 109)
+
+
+def test_max_samples_stops_a_reinforce_policy_that_collapsed():
+    env = synthetic_env()
+    result = reinforce(env, budget=100, seed=0, learning_rate=1.0, max_samples=300)
+    assert result.activated < 100 and result.sampled == 300
+    assert env.record.counters.cached == 300 - result.activated
+    assert_repeats_are_cached(env.record.entries)
+
+
+def test_evolution_keeps_cached_children_in_its_population(monkeypatch):
+    """A child copied from its parent (a cached repeat) joins the population and ages out
+    the others: the population converges to the best initial members."""
+    env = synthetic_env()
+    space = env.search_space
+    parents: list[Architecture] = []
+
+    def copy_parent(arch, rng):
+        parents.append(arch)
+        return arch
+
+    monkeypatch.setattr(space, "mutate", copy_parent)
+    result = regularized_evolution(env, budget=11, seed=0, max_samples=200)
+    assert (result.activated, result.sampled) == (10, 200)  # children are never new
+    initial = {e.choices: e.reward for e in env.record.entries[:10]}
+    best = max(initial.values())
+    assert min(initial.values()) < best  # some members are worse: the test can tell
+    assert all(initial[arch.choices] == best for arch in parents[-50:])
 
 
 def test_evolution_and_reinforce_beat_random_on_known_optimum():
@@ -154,6 +247,7 @@ def test_baseline_logs_tensorboard_scalars(tmp_path):
     logged = scalars(tmp_path)
     assert logged["search/activated"][-1] == 20
     assert logged["search/best_accuracy"][-1] == env.record.counters.best_accuracy
+    assert logged["search/cached"][-1] == env.record.counters.cached
     for key in ("sampled", "surrogate", "replayed", "cost", "best_reward"):
         assert f"search/{key}" in logged
 
@@ -169,13 +263,30 @@ def test_callback_stops_at_budget_and_logs(tmp_path):
     logged = scalars(tmp_path)
     assert logged["search/activated"][-1] == 10
     assert logged["search/best_reward"][-1] == env.record.counters.best_reward
-    for key in ("best_accuracy", "sampled", "surrogate", "replayed", "cost"):
+    for key in ("best_accuracy", "sampled", "cached", "surrogate", "replayed", "cost"):
         assert f"search/{key}" in logged
 
 
-def test_callback_rejects_bad_budget():
-    with pytest.raises(ValueError, match="budget"):
-        SearchBudgetCallback(budget=0)
+def test_callback_max_samples_stops_a_search_of_repeats(tmp_path):
+    env = evaluated_everywhere(synthetic_env())
+    start = env.record.counters.sampled
+    model = make_controller(env, seed=0, tensorboard_log=str(tmp_path), architectures_per_update=4)
+    callback = SearchBudgetCallback(budget=5, max_samples=8)
+    model.learn(total_timesteps=6 * 1000, callback=callback)
+    c = env.record.counters
+    assert (callback.activated, callback.sampled, c.sampled - start) == (0, 8, 8)
+    assert c.cached == 8 and model.num_timesteps == 6 * 8
+    assert scalars(tmp_path)["search/cached"][-1] == 8
+    fresh = synthetic_env()
+    callback = SearchBudgetCallback(max_samples=3)
+    make_controller(fresh, seed=0, architectures_per_update=2).learn(6 * 100, callback=callback)
+    assert callback.sampled == fresh.record.counters.sampled == 3
+
+
+@pytest.mark.parametrize("kwargs", [{"budget": 0}, {"max_samples": 0}, {"max_samples": 1.5}])
+def test_callback_rejects_bad_budget(kwargs):
+    with pytest.raises(ValueError, match=f"{next(iter(kwargs))} must be None or a positive int"):
+        SearchBudgetCallback(**kwargs)
 
 
 # ---- other SB3 algorithms on the env ------------------------------------------------------
@@ -205,7 +316,7 @@ def test_harness_trace_and_registry(benchmark_dir):
     best = np.maximum.accumulate([p.accuracy for p in trace])
     assert np.allclose([p.best_accuracy for p in trace], best)
     assert all(p.eval_time <= p.wall_time + 1e-6 for p in trace)
-    assert trace[-1].unique <= 30
+    assert [p.unique for p in trace] == list(range(1, 31))
     assert reach(trace, trace[-1].best_accuracy) == int(np.argmax(best >= best[-1])) + 1
     assert reach(trace, 101.0) is None
     with pytest.raises(ValueError, match="unknown method"):
@@ -219,5 +330,22 @@ def test_harness_ppo_lstm_respects_budget(benchmark_dir):
     trace = run_method(
         "ppo-lstm", "FNAS-NB201-v0", {"benchmark_dir": benchmark_dir}, budget=12, seed=0
     )
-    assert len(trace) == 12 and trace[-1].sampled == 12
+    assert len(trace) == 12 and [p.unique for p in trace] == list(range(1, 13))
+    assert all(p.sampled == p.activated + p.cached for p in trace)
     assert trace[-1].test_accuracy is not None
+
+
+def test_harness_trace_counts_repeats_as_cached(benchmark_dir, tmp_path):
+    path = tmp_path / "record.jsonl"
+    kwargs = {"benchmark_dir": benchmark_dir, "record_path": path}
+    trace = run_method("evolution", "FNAS-NB201-v0", kwargs, budget=30, seed=0)
+    assert [p.activated for p in trace] == [p.unique for p in trace] == list(range(1, 31))
+    assert len({p.arch for p in trace}) == 30
+    entries = list(read_record(path))
+    assert_repeats_are_cached(entries)
+    assert [e.arch for e in entries if e.kind == "evaluated"] == [p.arch for p in trace]
+    for point in trace:  # cached and sampled so far, as the record has them
+        upto = entries[: point.sampled]
+        assert upto[-1].arch == point.arch and upto[-1].kind == "evaluated"
+        assert point.cached == sum(e.kind == "cached" for e in upto)
+        assert point.sampled == point.activated + point.cached

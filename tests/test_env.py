@@ -64,6 +64,9 @@ def _episode(env, actions, seed=0):
 @pytest.mark.parametrize(("env_id", "kwargs"), ENVS, ids=ENV_IDS)
 def test_checkers_pass_without_warnings(benchmark_dir, env_id, kwargs, one_shot):
     env = _make(env_id, kwargs, benchmark_dir, one_shot=one_shot)
+    # the checker replays a seeded step and wants the same info; the record outlives
+    # reset() by design, so a cached repeat reports cached=True, cost=0.0 (tested below)
+    env.unwrapped.cache = False
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gym_check_env(env.unwrapped, skip_render_check=True)
@@ -348,3 +351,130 @@ def test_missing_benchmark_dir(tmp_path, env_id, file):
     with pytest.raises(MissingBenchmarkData, match=file) as info:
         gym.make(env_id, benchmark_dir=missing)
     assert str(missing) in str(info.value) and "https://github.com/" in str(info.value)
+
+
+# ---- repeats are served from the record -------------------------------------------------------
+class CountingEvaluator(Evaluator):
+    """Macro-space evaluator counting its calls; the first call of an architecture whose
+    first choice is 0 raises, of one whose first choice is 1 gives NaN."""
+
+    space_name = "macro"
+
+    def __init__(self):
+        self.calls: Counter[tuple[int, ...]] = Counter()
+
+    def _evaluate(self, arch):
+        self.calls[arch.choices] += 1
+        if arch.choices[0] == 0 and self.calls[arch.choices] == 1:
+            raise RuntimeError("diverged (simulated)")
+        if arch.choices[0] == 1 and self.calls[arch.choices] == 1:
+            return Evaluation(accuracy=math.nan, cost=1.0)
+        return Evaluation(
+            accuracy=50.0 + sum(arch.choices),
+            latency=1.0 + arch.choices[1],
+            cost=5.0,
+            extras={"test_accuracy": 40.0 + arch.choices[2]},
+        )
+
+
+def _one_shot(env, arch):
+    env.reset(seed=0)
+    return env.step(np.asarray(arch.choices))
+
+
+def test_repeat_is_served_from_the_record(tmp_path):
+    evaluator = CountingEvaluator()
+    env = NASEnv(evaluator, one_shot=True, record_path=tmp_path / "r.jsonl")
+    arch = env.search_space.from_string("21021021")
+    assert not env.is_cached(arch)
+    _, first, *_, info = _one_shot(env, arch)
+    assert env.is_cached(arch) and info["cached"] is False and info["cost"] == 5.0
+    for _ in range(2):
+        _, again, terminated, _, info = _one_shot(env, arch)
+        assert terminated and again == first == info["reward"]
+        assert info["cached"] is True and info["evaluated"] is True and info["cost"] == 0.0
+        assert info["test_accuracy"] == 40.0 and info["latency"] == 2.0 and info["accuracy"] == 59.0
+    reward, info = env.score(arch, env.evaluate(arch))  # the baselines' path
+    assert reward == first and info["cached"] is True
+    assert evaluator.calls[arch.choices] == 1
+    c = env.record.counters
+    assert (c.sampled, c.activated, c.cached, c.cost) == (4, 1, 3, 5.0)
+    assert [e.kind for e in env.record.entries] == ["evaluated"] + ["cached"] * 3
+    assert {e.reward for e in env.record.entries} == {first}
+
+
+def test_sequential_repeat_is_cached_and_checker_step_is_otherwise_deterministic(benchmark_dir):
+    env = _make("FNAS-NB201-v0", {"dataset": "cifar10"}, benchmark_dir)
+    actions = [1, 2, 3, 4, 0, 1]
+    *_, (obs_a, r_a, *_, info_a) = _episode(env, actions, seed=5)
+    *_, (obs_b, r_b, *_, info_b) = _episode(env, actions, seed=5)
+    assert np.array_equal(obs_a, obs_b) and r_a == r_b
+    assert (info_a["cached"], info_b["cached"], info_b["cost"]) == (False, True, 0.0)
+    same = {k for k in info_a if k not in ("cached", "cost")}
+    assert all(info_a[k] == info_b[k] for k in same)
+    assert env.unwrapped.record.counters.activated == 1
+
+
+def test_resumed_env_serves_earlier_results_as_cached(tmp_path):
+    path = tmp_path / "r.jsonl"
+    first = NASEnv(CountingEvaluator(), one_shot=True, record_path=path)
+    archs = [first.search_space.from_string(s) for s in ("22222222", "21012101", "01201201")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rewards = [_one_shot(first, a)[1] for a in archs]  # the last one fails (choice 0)
+    evaluator = CountingEvaluator()
+    resumed = NASEnv(evaluator, one_shot=True, record_path=path)
+    assert [resumed.is_cached(a) for a in archs] == [True, True, False]
+    for arch, reward in zip(archs[:2], rewards):
+        _, again, *_, info = _one_shot(resumed, arch)
+        assert again == reward and info["cached"] is True
+        assert info["test_accuracy"] == 40.0 + arch.choices[2]
+    assert sum(evaluator.calls.values()) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        _, _, *_, info = _one_shot(resumed, archs[2])  # a failed result is retried, not served
+    assert info["cached"] is False and evaluator.calls[archs[2].choices] == 1
+    c = resumed.record.counters
+    assert (c.activated, c.cached, c.failed) == (4, 2, 2)
+
+
+def test_cache_false_evaluates_repeats_again(tmp_path):
+    evaluator = CountingEvaluator()
+    env = NASEnv(evaluator, one_shot=True, cache=False)
+    arch = env.search_space.from_string("22222222")
+    infos = [_one_shot(env, arch)[-1] for _ in range(3)]
+    assert evaluator.calls[arch.choices] == 3 and not env.is_cached(arch)
+    assert [i["cached"] for i in infos] == [False] * 3 and infos[-1]["cost"] == 5.0
+    assert (env.record.counters.activated, env.record.counters.cached) == (3, 0)
+    path = tmp_path / "r.jsonl"
+    NASEnv(CountingEvaluator(), one_shot=True, record_path=path).score(arch, Evaluation(60.0))
+    assert not NASEnv(evaluator, cache=False, record_path=path).is_cached(arch)
+    assert NASEnv(evaluator, record_path=path).is_cached(arch)
+
+
+@pytest.mark.parametrize("first", [0, 1], ids=["raises", "nan"])
+def test_failed_evaluations_are_evaluated_again(first):
+    evaluator = CountingEvaluator()
+    env = NASEnv(evaluator, one_shot=True, failed_reward=-1.0)
+    arch = env.search_space.from_choices([first, 2, 2, 2, 2, 2, 2, 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rewards = [_one_shot(env, arch)[1] for _ in range(3)]
+    assert rewards == [-1.0, 64.0 + first, 64.0 + first]
+    assert evaluator.calls[arch.choices] == 2
+    assert [e.kind for e in env.record.entries] == ["evaluated", "evaluated", "cached"]
+    c = env.record.counters
+    assert (c.activated, c.failed, c.cached, c.sampled) == (2, 1, 1, 3)
+
+
+def test_only_real_evaluations_are_served():
+    evaluator = CountingEvaluator()
+    env = NASEnv(evaluator, one_shot=True)
+    arch = env.search_space.from_string("22222222")
+    env.reset()
+    env.finish(np.asarray(arch.choices), Evaluation(99.0, evaluated=False), reward=99.0)
+    env.score(arch, Evaluation(98.0), kind="replayed")
+    assert not env.is_cached(arch)
+    _, reward, *_, info = _one_shot(env, arch)
+    assert info["cached"] is False and reward == 66.0 and evaluator.calls[arch.choices] == 1
+    assert [e.kind for e in env.record.entries] == ["surrogate", "replayed", "evaluated"]

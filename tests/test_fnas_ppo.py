@@ -110,13 +110,14 @@ def test_batch_rule_keeps_at_most_half_trusted_episodes():
         buffer = rollout(model, callback)
         kinds = buffer.episode_kinds
         assert len(kinds) == model.n_steps // T == 8
-        assert kinds.count("trusted") <= kinds.count("evaluated")
+        assert kinds.count("trusted") == kinds.count("activated") == 4  # exactly half
         assert model.logger.name_to_value["fnas/trusted_fraction"] <= 0.5
         assert model.logger.name_to_value["uac/completed"] == gate.completed
         model.train()
     counters = model.fnas_counters
     assert counters.discarded_trusted > 0  # the rule had something to do
-    assert counters.accepted_trusted == 4 * 4  # exactly the quota: 4 of 8 per batch
+    assert counters.trusted == 4 * 4  # exactly the quota: 4 of 8 per batch
+    assert counters.unfilled_batches == 0
     # discarded steps still count as timesteps
     assert model.num_timesteps == T * gate.completed
 
@@ -128,9 +129,10 @@ def test_resampling_is_bounded_then_trust_returns():
     buffer = rollout(model, callback)
     # quota: 4 trusted; bound: 8 discarded episodes (one batch); then 4 really evaluated
     assert buffer.episode_kinds.count("trusted") == 4
-    assert buffer.episode_kinds.count("evaluated") == 4
+    assert buffer.episode_kinds.count("activated") == 4
     assert model.fnas_counters.discarded_trusted == 8
-    assert model.fnas_counters.trust_disabled == 1
+    assert model.fnas_counters.unfilled_batches == 1
+    assert model.logger.name_to_value["fnas/unfilled_batch"] == 1
     assert gate.trust_history == [False] and not gate.trust_enabled
     assert model.num_timesteps == 16 * T
     rollout(model, callback)
@@ -139,7 +141,12 @@ def test_resampling_is_bounded_then_trust_returns():
 
 def test_without_trust_switch_the_rule_gives_way_with_a_warning():
     model = FNASRecurrentPPO(
-        "MlpLstmPolicy", AlwaysTrusted(nas_env()), n_steps=2 * T, batch_size=2 * T, seed=0
+        "MlpLstmPolicy",
+        AlwaysTrusted(nas_env()),
+        n_steps=2 * T,
+        batch_size=2 * T,
+        seed=0,
+        max_resample_factor=2.0,
     )
     callback = start(model)
     with pytest.warns(RuntimeWarning, match="set_trust_enabled"):
@@ -264,6 +271,7 @@ def test_replay_weights_are_truncated_ratio_times_importance():
             return out
 
     for shift, off_policy_correction, expected in [
+        (0.7, "none", 1.0),  # the paper's: the importance weight alone
         (0.0, "episode", 1.0),  # same policy: rho = 1
         (-1.0, "episode", 1.0),  # pi/mu = e^8, truncated at rho_max = 1
         (0.1, "episode", np.exp(-0.1 * T)),  # product of the per-step ratios
@@ -424,14 +432,16 @@ def test_real_nb201_env_counters_agree_with_the_record(benchmark_dir):
     import fnas_env  # noqa: F401  (registers the ids)
     from wrappers.uac import UncertaintyGate
 
-    gate = UncertaintyGate(gym.make("FNAS-NB201-v0", benchmark_dir=benchmark_dir), warmup=8)
+    gate = UncertaintyGate(
+        gym.make("FNAS-NB201-v0", benchmark_dir=benchmark_dir), warmup=8, max_relative_error=None
+    )
     model = make_fnas_controller(gate, seed=0)
     model.learn(2 * model.n_steps)  # replays start in the second rollout
     record, ours = gate.unwrapped.counters, model.fnas_counters
-    assert record.activated == ours.evaluated  # every evaluated episode is kept
-    assert record.surrogate == ours.accepted_trusted + ours.discarded_trusted
+    assert record.activated == ours.activated  # every evaluated episode is kept
+    assert record.cached == ours.cached
+    assert record.surrogate == ours.trusted + ours.discarded_trusted
     assert record.replayed == ours.replayed > 0
-    assert ours.accepted_trusted <= ours.evaluated
 
 
 def test_no_cap_keeps_every_trusted_episode_of_lockstep_envs():
@@ -455,3 +465,61 @@ def test_an_interrupted_episode_is_not_glued_to_the_next_one():
     assert [b - a for a, b in buffer.episode_bounds] == [T, T]
     np.testing.assert_array_equal(buffer.episode_starts[:, 0][: 2 * T : T], [1, 1])
     assert buffer.episode_starts[: 2 * T, 0].sum() == 2
+
+
+# ---- control: with UAC and AEB off, FNASRecurrentPPO is RecurrentPPO ------------------------
+def architectures(model, env: NASEnv, n: int) -> list[str]:
+    model.learn(n * T)
+    return [e.arch for e in env.record.entries]
+
+
+def test_with_modules_off_it_learns_like_plain_recurrent_ppo():
+    """Same seed, same settings: the same architectures, update after update.
+
+    The only differences are how the batch is stored (whole episodes) and how the loss
+    is averaged (weights of 1), so the sampled architectures agree exactly over several
+    PPO updates (float rounding could only flip a sample in a near tie).
+    """
+    from agents.controller import make_controller
+
+    n = 5 * 8  # five PPO updates of 8 architectures
+    # built and run one after the other: both seed torch's global generator when built
+    plain_env = nas_env()
+    expected = architectures(make_controller(plain_env, seed=3), plain_env, n)
+    fnas_env_ = nas_env()
+    fnas = make_fnas_controller(fnas_env_, uac=False, aeb=False, seed=3)
+    assert architectures(fnas, fnas_env_, n) == expected
+    assert fnas.fnas_counters.activated + fnas.fnas_counters.cached == n
+
+
+# ---- search progress -----------------------------------------------------------------------
+@pytest.mark.parametrize("total_timesteps", [40 * T, 10**7])
+def test_beta_follows_the_search_budget_whatever_total_timesteps(total_timesteps):
+    """Progress = activated / search_budget: beta reaches 1 at the budget either way."""
+    from agents.callbacks import SearchBudgetCallback
+
+    env = nas_env()
+    seen: list[float] = []
+
+    class Recording(ExperienceBuffer):
+        def sample(self, k, progress, rng=None):
+            seen.append(progress)
+            return super().sample(k, progress, rng)
+
+    model = make_fnas_controller(
+        env, uac=False, seed=0, experience_buffer=Recording(), search_budget=40
+    )
+    model.learn(total_timesteps, callback=SearchBudgetCallback(40))
+    # the callback stops learn on the step of the 40th, before the batch rule counts it
+    assert env.counters.activated == 40 and model.search_progress >= 39 / 40
+    assert seen == sorted(seen) and seen[-1] >= 0.7  # annealed along the search
+    # the schedules read the same progress (updated after each rollout)
+    assert model._current_progress_remaining <= 1.0 - seen[-1] + 1e-9
+
+
+def test_search_progress_without_a_budget_is_sb3s():
+    model = make_fnas_controller(nas_env(), uac=False, aeb=False, seed=0)
+    model.learn(4 * model.n_steps)
+    assert model.search_progress == pytest.approx(1.0 - model._current_progress_remaining)
+    with pytest.raises(ValueError, match="search_budget"):
+        make_fnas_controller(nas_env(), seed=0, search_budget=0)

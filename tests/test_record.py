@@ -82,6 +82,27 @@ def test_counters():
     assert SearchCounters().best_reward == -math.inf
 
 
+def test_cached_entries_are_sampled_but_neither_activated_nor_paid(tmp_path):
+    path = tmp_path / "r.jsonl"
+    record = SearchRecord(path)
+    ev = Evaluation(accuracy=70.0, cost=10.0)
+    record.append(_arch(0), ev, 70.0, "evaluated")
+    record.append(_arch(0), ev.replace(cached=True, cost=0.0), 70.0, "cached")
+    record.append(_arch(0), ev.replace(cached=True, cost=0.0), 70.0, "cached")
+    c = record.counters
+    assert (c.sampled, c.activated, c.cached, c.surrogate, c.failed) == (3, 1, 2, 0, 0)
+    assert c.cost == 10.0 and (c.best_reward, c.best_accuracy) == (70.0, 70.0)
+    # a cached entry never moves the best: its result was counted when first evaluated
+    record.append(_arch(1), ev.replace(accuracy=99.0, cached=True, cost=0.0), 99.0, "cached")
+    assert (c.best_reward, c.best_accuracy, c.best_arch) == (70.0, 70.0, str(_arch(0)))
+    back = list(read_record(path))
+    assert [e.kind for e in back] == ["evaluated", "cached", "cached", "cached"]
+    assert [e.evaluated for e in back] == [True, False, False, False]
+    assert back[1].cost == 0.0 and back[1].wall_time == 0.0
+    assert [e.arch for e in record.evaluated()] == [str(_arch(0))]  # critic data: no repeats
+    assert SearchRecord(path).counters == c
+
+
 def test_reopen_resumes_counters(tmp_path):
     path = tmp_path / "r.jsonl"
     record = SearchRecord(path)

@@ -74,7 +74,8 @@ def test_tiny_benchmark_json(tmp_path, benchmark_dir, capsys):
         assert r["activated_to_top01pct"] == first_reach(trace, r["top01pct_accuracy"])
         assert r["best_at_100"] is None and r["best_at_500"] is None  # budget < 100
         assert r["overhead_ms_per_arch"] >= 0 and r["wall_s"] >= r["eval_s"] >= 0
-        assert 1 <= r["unique"] <= 24 and r["sampled"] == 24
+        # every activated sample is a new architecture; repeats are cached, sampled apart
+        assert r["unique"] == 24 and r["sampled"] >= 24
     # the harness reproduces a seed's run, so the reaching figures are those of its trace
     again = run_method(
         "evolution", "FNAS-Macro-v0", {"benchmark_dir": benchmark_dir}, budget=24, seed=1

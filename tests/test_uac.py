@@ -273,7 +273,11 @@ def test_fixed_threshold_trusts_low_u_and_evaluates_high_u(first_layer, uncertai
     table = {0: 0.1, 1: 1.0, 2: 5.0}
     evaluator = SyntheticMacro()
     gate = UncertaintyGate(
-        one_shot_env(evaluator), ScriptedCritic(lambda c: table[c[0]]), threshold=1.0, warmup=0
+        one_shot_env(evaluator),
+        ScriptedCritic(lambda c: table[c[0]]),
+        threshold=1.0,
+        warmup=0,
+        max_relative_error=None,
     )
     _, reward, terminated, _, info = final_step(gate, [first_layer] + [1] * 7)
     assert terminated
@@ -306,6 +310,7 @@ def test_adaptive_threshold_reaches_the_target_fraction(threshold, trusted_fract
         trusted_fraction=trusted_fraction,
         warmup=0,
         window=100,
+        max_relative_error=None,
     )
     fraction = stream_fraction(gate, 600, np.random.default_rng(0))
     assert fraction == pytest.approx(expected, abs=0.05)
@@ -317,12 +322,12 @@ def test_adaptive_threshold_follows_shrinking_uncertainty():
     u_rng = np.random.default_rng(2)
     scale = [1.0]
     critic = ScriptedCritic(lambda c: scale[0] * u_rng.random())
-    gate = UncertaintyGate(one_shot_env(), critic, warmup=0, window=100)
+    gate = UncertaintyGate(one_shot_env(), critic, warmup=0, window=100, max_relative_error=None)
     rng = np.random.default_rng(0)
     stream_fraction(gate, 300, rng)
     scale[0] = 0.01
     critic.num_updates += 1  # the critic changed: the gate recomputes the window's U
-    assert stream_fraction(gate, 600, rng) == pytest.approx(0.5, abs=0.06)
+    assert stream_fraction(gate, 600, rng) == pytest.approx(0.8, abs=0.06)  # the default
     assert gate.current_threshold() < 0.01
 
 
@@ -333,6 +338,7 @@ def test_max_uncertainty_caps_the_adaptive_threshold():
         ScriptedCritic(lambda c: u_rng.random()),
         warmup=0,
         max_uncertainty=0.1,
+        max_relative_error=None,
     )
     assert stream_fraction(gate, 600, np.random.default_rng(0)) == pytest.approx(0.1, abs=0.04)
 
@@ -340,7 +346,9 @@ def test_max_uncertainty_caps_the_adaptive_threshold():
 def test_warmup_never_trusts():
     evaluator = SyntheticMacro()
     critic = ScriptedCritic(lambda c: 0.0)  # always sure of itself
-    gate = UncertaintyGate(one_shot_env(evaluator), critic, threshold=1.0, warmup=12)
+    gate = UncertaintyGate(
+        one_shot_env(evaluator), critic, threshold=1.0, warmup=12, max_relative_error=None
+    )
     rng = np.random.default_rng(0)
     flags = [final_step(gate, SPACE.sample(rng).choices)[4]["evaluated"] for _ in range(20)]
     assert flags == [True] * 12 + [False] * 8
@@ -348,13 +356,65 @@ def test_warmup_never_trusts():
 
 
 def test_pretrained_critic_skips_warmup():
-    gate = UncertaintyGate(one_shot_env(), ScriptedCritic(num_samples=100), threshold=1.0)
+    gate = UncertaintyGate(
+        one_shot_env(), ScriptedCritic(num_samples=100), threshold=1.0, max_relative_error=None
+    )
     assert final_step(gate, [1] * 8)[4]["evaluated"] is False
+
+
+@pytest.mark.parametrize("exact, trusts", [(True, True), (False, False)])
+def test_trust_follows_the_critics_measured_held_out_error(exact, trusts):
+    """An exact V (error 0) is trusted once the window is measured; a V that predicts a
+    constant (no better than the mean: relative error >= 1) never is."""
+    evaluator = SyntheticMacro()
+    value = (lambda c: objective(SPACE.from_choices(c))) if exact else (lambda c: 60.0)
+    gate = UncertaintyGate(
+        one_shot_env(evaluator),
+        ScriptedCritic(value=value),
+        threshold=1.0,
+        warmup=0,
+        max_relative_error=0.5,
+        quality_window=6,
+        verify_best=False,
+    )
+    rng = np.random.default_rng(0)
+    flags = [final_step(gate, SPACE.sample(rng).choices)[4]["evaluated"] for _ in range(12)]
+    assert flags[:6] == [True] * 6  # the quality is not measured before 6 samples
+    assert flags[6:] == [not trusts] * 6
+    error = gate.metrics()["relative_error"]
+    assert (error == 0.0) if exact else (error >= 1.0)
+
+
+def test_quality_window_needs_two_samples_and_max_relative_error_a_positive_limit():
+    with pytest.raises(ValueError, match="quality_window"):
+        UncertaintyGate(one_shot_env(), ScriptedCritic(), quality_window=1)
+    with pytest.raises(ValueError, match="max_relative_error"):
+        UncertaintyGate(one_shot_env(), ScriptedCritic(), max_relative_error=0.0)
+
+
+def test_a_repeat_is_served_from_the_record_not_trusted_nor_learnt_again():
+    evaluator = SyntheticMacro()
+    uncertainty = {"u": 9.0}
+    critic = ScriptedCritic(lambda c: uncertainty["u"])
+    env = one_shot_env(evaluator)
+    gate = UncertaintyGate(env, critic, threshold=1.0, warmup=0, max_relative_error=None)
+    arch = [2, 1, 0, 0, 1, 2, 2, 1]
+    first = final_step(gate, arch)
+    uncertainty["u"] = 0.0  # the critic would now trust it
+    second = final_step(gate, arch)
+    assert first[4]["evaluated"] and second[4]["evaluated"] and second[4]["cached"]
+    assert second[1] == first[1] == objective(SPACE.from_choices(arch))  # the real reward
+    assert evaluator.calls == 1 and len(critic.updates) == 1
+    m = gate.metrics()
+    assert (m["cached"], m["evaluated"], m["trusted"]) == (1.0, 1.0, 0.0)
+    assert env.record.entries[-1].kind == "cached"
 
 
 def test_trust_disabled_never_trusts():
     evaluator = SyntheticMacro()
-    gate = UncertaintyGate(one_shot_env(evaluator), ScriptedCritic(), threshold=1.0, warmup=0)
+    gate = UncertaintyGate(
+        one_shot_env(evaluator), ScriptedCritic(), threshold=1.0, warmup=0, max_relative_error=None
+    )
     gate.set_trust_enabled(False)
     assert gate.trust_enabled is False
     rng = np.random.default_rng(0)
@@ -369,7 +429,7 @@ def test_trust_disabled_never_trusts():
 def test_trusted_step_calls_no_evaluation_and_records_a_surrogate_entry():
     evaluator = SyntheticMacro()
     env = one_shot_env(evaluator)
-    gate = UncertaintyGate(env, ScriptedCritic(), threshold=1.0, warmup=0)
+    gate = UncertaintyGate(env, ScriptedCritic(), threshold=1.0, warmup=0, max_relative_error=None)
     _, reward, terminated, truncated, info = final_step(gate, [2, 1, 0, 0, 1, 2, 2, 1])
     assert evaluator.calls == 0
     assert (reward, terminated, truncated) == (50.0, True, False)
@@ -383,7 +443,14 @@ def test_trusted_step_calls_no_evaluation_and_records_a_surrogate_entry():
 def test_evaluated_step_trains_the_critic_on_the_real_reward():
     evaluator = SyntheticMacro()
     critic = ScriptedCritic(lambda c: 9.0)
-    gate = UncertaintyGate(one_shot_env(evaluator), critic, threshold=1.0, warmup=0, update_steps=3)
+    gate = UncertaintyGate(
+        one_shot_env(evaluator),
+        critic,
+        threshold=1.0,
+        warmup=0,
+        update_steps=3,
+        max_relative_error=None,
+    )
     arch = SPACE.from_choices([2, 2, 2, 2, 1, 1, 0, 0])
     info = final_step(gate, arch.choices)[4]
     assert info["evaluated"] is True and evaluator.calls == 1
@@ -396,7 +463,9 @@ def test_failed_evaluation_is_not_learnt_from():
     arch = SPACE.from_choices([1] * 8)
     critic = ScriptedCritic(lambda c: 9.0)
     evaluator = SyntheticMacro({arch.choices})
-    gate = UncertaintyGate(one_shot_env(evaluator), critic, threshold=1.0, warmup=0)
+    gate = UncertaintyGate(
+        one_shot_env(evaluator), critic, threshold=1.0, warmup=0, max_relative_error=None
+    )
     with pytest.warns(RuntimeWarning, match="failed"):
         _, reward, _, _, info = final_step(gate, arch.choices)
     assert info["failed"] is True and reward == 0.0 and evaluator.calls == 1
@@ -407,7 +476,9 @@ def test_v_error_is_measured_before_training():
     archs, x, r = synthetic_data(40)
     critic = small_critic()
     critic.update(x[:30], r[:30])
-    gate = UncertaintyGate(one_shot_env(), critic, warmup=10**6)  # never trust
+    gate = UncertaintyGate(
+        one_shot_env(), critic, warmup=10**6, max_relative_error=None
+    )  # never trust
     errors = []
     for arch in archs[30:]:
         v_before = float(critic.predict(SPACE.one_hot(arch))[0][0])
@@ -431,23 +502,31 @@ def test_verify_best_evaluates_would_be_incumbents(verify_best):
     evaluator = SyntheticMacro()
     critic = ScriptedCritic(value=lambda c: best + 1.0 if c in (better, incumbent) else best - 1.0)
     gate = UncertaintyGate(
-        one_shot_env(evaluator), critic, threshold=1.0, warmup=1, verify_best=verify_best
+        one_shot_env(evaluator),
+        critic,
+        threshold=1.0,
+        warmup=1,
+        verify_best=verify_best,
+        max_relative_error=None,
     )
     assert final_step(gate, incumbent)[4]["evaluated"]  # warm-up
     assert gate.best_reward == best
     assert not final_step(gate, worse)[4]["evaluated"]
-    assert not final_step(gate, incumbent)[4]["evaluated"]  # known: V's optimism is not news
+    repeat = final_step(gate, incumbent)[4]  # known: served its recorded result
+    assert repeat["cached"] and repeat["reward"] == best
     assert final_step(gate, better)[4]["evaluated"] is verify_best
     assert gate.metrics()["verified"] == float(verify_best)
     assert evaluator.calls == 1 + int(verify_best)
-    if verify_best:  # now known: trusted like any other
+    if verify_best:  # now known: a repeat is served from the record
         assert gate.best_reward == objective(SPACE.from_choices(better))
-        assert not final_step(gate, better)[4]["evaluated"]
+        assert final_step(gate, better)[4]["cached"]
 
 
 def test_metrics_keys_and_values():
     u_rng = np.random.default_rng(0)
-    gate = UncertaintyGate(one_shot_env(), ScriptedCritic(lambda c: u_rng.random()), warmup=0)
+    gate = UncertaintyGate(
+        one_shot_env(), ScriptedCritic(lambda c: u_rng.random()), warmup=0, max_relative_error=None
+    )
     assert math.isnan(gate.metrics()["trusted_fraction"])
     stream_fraction(gate, 60, np.random.default_rng(1))
     metrics = gate.metrics()
@@ -456,6 +535,8 @@ def test_metrics_keys_and_values():
         "trusted",
         "evaluated",
         "verified",
+        "cached",
+        "relative_error",
         "v_mae",
         "v_mae_recent",
         "v_spearman",
@@ -465,7 +546,7 @@ def test_metrics_keys_and_values():
         "critic_updates",
         "critic_samples",
     }
-    assert metrics["trusted"] + metrics["evaluated"] == 60
+    assert metrics["trusted"] + metrics["evaluated"] + metrics["cached"] == 60
     assert len(gate.critic.updates) == metrics["evaluated"] == metrics["critic_samples"]
     assert 0.0 < metrics["threshold"] < 1.0
     assert math.isnan(metrics["v_spearman"])  # V is constant: no rank correlation
@@ -476,7 +557,14 @@ def test_learnt_critic_ranks_and_gate_trusts_where_it_is_accurate():
     """Real critic on the synthetic objective: trusted rewards are close to the truth."""
     evaluator = SyntheticMacro()
     critic = small_critic(hidden=64, steps_per_sample=4)
-    gate = UncertaintyGate(one_shot_env(evaluator), critic, warmup=40, window=50)
+    gate = UncertaintyGate(
+        one_shot_env(evaluator),
+        critic,
+        warmup=40,
+        window=50,
+        trusted_fraction=0.5,
+        max_relative_error=None,
+    )
     rng = np.random.default_rng(0)
     trusted_error = []
     for _ in range(100):
@@ -485,7 +573,8 @@ def test_learnt_critic_ranks_and_gate_trusts_where_it_is_accurate():
         if not info["evaluated"]:
             trusted_error.append(abs(reward - objective(arch)))
     assert 0.2 < gate.metrics()["trusted_fraction"] < 0.45  # 40 warm-up samples, then ~half
-    assert evaluator.calls == critic.num_samples == 100 - len(trusted_error)
+    cached = gate.metrics()["cached"]  # repeats of the random stream: served, not learnt
+    assert evaluator.calls == critic.num_samples == 100 - len(trusted_error) - cached
     _, x, r = synthetic_data(300, seed=9)  # held-out architectures
     v, _ = critic.predict(x)
     assert stats.spearmanr(v, r)[0] > 0.9
@@ -523,7 +612,7 @@ def test_gate_on_gym_make_env_with_real_benchmark(benchmark_dir):
     import fnas_env  # noqa: F401  (registers the ids)
 
     env = gym.make("FNAS-Macro-v0", benchmark_dir=benchmark_dir)
-    gate = UncertaintyGate(env, small_critic(), warmup=3)
+    gate = UncertaintyGate(env, small_critic(), warmup=3, max_relative_error=None)
     rng = np.random.default_rng(0)
     kinds = []
     for episode in range(8):
@@ -546,11 +635,17 @@ def test_works_with_sb3_algorithms_and_a_shared_critic():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        check_env(UncertaintyGate(NASEnv(SyntheticMacro()), small_critic(), warmup=2))
+        check_env(
+            UncertaintyGate(
+                NASEnv(SyntheticMacro()), small_critic(), warmup=2, max_relative_error=None
+            )
+        )
 
     critic = small_critic(steps_per_sample=1)
     gates = [
-        UncertaintyGate(NASEnv(SyntheticMacro()), critic, warmup=6, update_steps=1)
+        UncertaintyGate(
+            NASEnv(SyntheticMacro()), critic, warmup=6, update_steps=1, max_relative_error=None
+        )
         for _ in range(2)
     ]
     venv = DummyVecEnv([lambda g=g: Monitor(g) for g in gates])
@@ -559,7 +654,8 @@ def test_works_with_sb3_algorithms_and_a_shared_critic():
         model.learn(total_timesteps=64)
     activated = sum(g.unwrapped.record.counters.activated for g in gates)
     surrogate = sum(g.unwrapped.record.counters.surrogate for g in gates)
-    assert activated + surrogate == 128 // SPACE.num_decisions
+    cached = sum(g.unwrapped.record.counters.cached for g in gates)
+    assert activated + surrogate + cached == 128 // SPACE.num_decisions
     assert critic.num_samples == activated  # one critic learnt from both envs
     assert surrogate == sum(g.num_trusted for g in gates) > 0
     trusted = venv.env_method("get_wrapper_attr", "trust_enabled")

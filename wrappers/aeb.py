@@ -21,7 +21,10 @@ import numpy as np
 from fnas_env.arch import Architecture
 from fnas_env.spaces import get_space
 
-__all__ = ["Experience", "ExperienceBuffer"]
+__all__ = ["Experience", "ExperienceBuffer", "PRIORITIES"]
+
+#: Priority rules of :class:`ExperienceBuffer`.
+PRIORITIES = ("paper", "standardized")
 
 _FORMAT = "fnas-aeb-v1"
 _JSON, _NPZ = "buffer.json", "arrays.npz"
@@ -111,24 +114,37 @@ class ExperienceBuffer:
       rewards out, never drops the best one, and rejects a newcomer whose
       reward is already represented by a better entry.
 
-    Priorities: ``P_i = exp(z_i / T) / sum_j exp(z_j / T)`` with ``z`` the
-    rewards standardised over the buffer (mean 0, standard deviation 1; all
-    zero when the rewards are equal) and ``T = temperature`` (default 1: the
-    paper's ``exp(r_i) / sum_j exp(r_j)`` on standardised rewards; raw
-    percentages would put all mass on the best entry). Importance weights:
-    ``S_i = (N P_i)^-beta / max_j (N P_j)^-beta`` (max over the whole buffer),
-    ``beta`` annealed linearly from ``beta0`` to 1 over the search.
+    Priorities (``priority``):
+
+    - ``"paper"`` (default, FNAS's): ``P_i = exp(r_i / T) / sum_j exp(r_j / T)`` on the
+      rewards as stored (the controller's training rewards: accuracy as a fraction
+      with :func:`agents.controller.make_controller`'s ``reward_scale=0.01``, so over
+      10 entries the draws are nearly uniform), with importance weights
+      ``S_i = (N P_i)^-beta``.
+    - ``"standardized"``: the softmax of rewards standardised over the buffer
+      (mean 0, standard deviation 1), ``z_i / T``, which favours the best entries
+      whatever the reward scale, with weights normalised by their maximum,
+      ``S_i = (N P_i)^-beta / max_j (N P_j)^-beta`` (prioritised replay's form).
+
+    ``T = temperature`` (default 1). ``beta`` is annealed linearly from ``beta0`` to 1
+    over the search: callers pass the search's progress in [0, 1].
 
     Args:
         capacity: most entries kept (default 10, the paper's).
-        temperature: softmax temperature on standardised rewards (default 1.0).
+        temperature: softmax temperature (default 1.0).
         beta0: ``beta`` at the start of the search (default 0.0).
         seed: seeds the buffer's own generator, used by :meth:`sample` when no
             ``rng`` is given (default 0).
+        priority: ``"paper"`` (default) or ``"standardized"`` (see above).
     """
 
     def __init__(
-        self, capacity: int = 10, temperature: float = 1.0, beta0: float = 0.0, seed: int = 0
+        self,
+        capacity: int = 10,
+        temperature: float = 1.0,
+        beta0: float = 0.0,
+        seed: int = 0,
+        priority: str = "paper",
     ):
         if int(capacity) < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity!r}")
@@ -136,10 +152,13 @@ class ExperienceBuffer:
             raise ValueError(f"temperature must be > 0, got {temperature!r}")
         if not 0.0 <= beta0 <= 1.0:
             raise ValueError(f"beta0 must be in [0, 1], got {beta0!r}")
+        if priority not in PRIORITIES:
+            raise ValueError(f"priority must be one of {PRIORITIES}, got {priority!r}")
         self.capacity = int(capacity)
         self.temperature = float(temperature)
         self.beta0 = float(beta0)
         self.seed = int(seed)
+        self.priority = priority
         self.rng = np.random.default_rng(seed)
         self._entries: list[Experience] = []
         self._ages: list[int] = []  # insertion counter of each entry (older = smaller)
@@ -200,13 +219,14 @@ class ExperienceBuffer:
 
     # ---- priorities and importance weights ---------------------------------------------
     def priorities(self) -> np.ndarray:
-        """``P_i``: softmax of standardised rewards over the temperature (sums to 1)."""
+        """``P_i``: the softmax of the rewards (see ``priority``) over the temperature."""
         r = self.rewards
         if len(r) == 0:
             return r
-        std = r.std()
-        z = (r - r.mean()) / std if std > 1e-12 else np.zeros_like(r)
-        logits = z / self.temperature
+        if self.priority == "standardized":
+            std = r.std()
+            r = (r - r.mean()) / std if std > 1e-12 else np.zeros_like(r)
+        logits = r / self.temperature
         p = np.exp(logits - logits.max())
         return p / p.sum()
 
@@ -219,12 +239,13 @@ class ExperienceBuffer:
         return self.beta0 + (1.0 - self.beta0) * progress
 
     def weights(self, progress: float) -> np.ndarray:
-        """Importance weights ``S_i = (N P_i)^-beta / max_j (N P_j)^-beta`` of all entries."""
+        """Importance weights ``S_i = (N P_i)^-beta`` of all entries (``"standardized"``:
+        divided by their maximum)."""
         p = self.priorities()
         if len(p) == 0:
             return p
         s = (len(p) * p) ** -self.beta(progress)
-        return s / s.max()
+        return s / s.max() if self.priority == "standardized" else s
 
     def sample(
         self, k: int, progress: float, rng: np.random.Generator | None = None
@@ -270,6 +291,7 @@ class ExperienceBuffer:
             "temperature": self.temperature,
             "beta0": self.beta0,
             "seed": self.seed,
+            "priority": self.priority,
             "added": self._added,
             "rng": self.rng.bit_generator.state,
             "entries": entries,
@@ -295,7 +317,13 @@ class ExperienceBuffer:
         meta = json.loads((folder / _JSON).read_text())
         if meta.get("format") != _FORMAT:
             raise ValueError(f"{folder / _JSON} is not an ExperienceBuffer file ({_FORMAT})")
-        buffer = cls(meta["capacity"], meta["temperature"], meta["beta0"], meta["seed"])
+        buffer = cls(
+            meta["capacity"],
+            meta["temperature"],
+            meta["beta0"],
+            meta["seed"],
+            priority=meta.get("priority", "standardized"),  # files without it: the old rule
+        )
         buffer.rng.bit_generator.state = meta["rng"]
         with np.load(folder / _NPZ, allow_pickle=False) as arrays:
             for i, d in enumerate(meta["entries"]):

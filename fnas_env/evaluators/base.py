@@ -24,8 +24,11 @@ class Evaluation:
     of proxy training; 0 for a surrogate). ``evaluated`` is True for a real
     result (trained or looked up as trained), False for a predicted one.
     ``failed`` marks an evaluation that could not produce a valid result
-    (diverged training, NaN); its accuracy is then 0. ``extras`` holds
-    space-specific values (e.g. test accuracy) as plain JSON-able values.
+    (diverged training, NaN); its accuracy is then 0. ``cached`` is True for a
+    result served from the search's own record (an architecture this search
+    already evaluated): no new evaluation was run and ``cost`` is 0.0.
+    ``extras`` holds space-specific values (e.g. test accuracy) as plain
+    JSON-able values.
     """
 
     accuracy: float
@@ -36,6 +39,7 @@ class Evaluation:
     cost: float | None = None
     evaluated: bool = True
     failed: bool = False
+    cached: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> Evaluation:
