@@ -268,9 +268,7 @@ class FNASRecurrentPPO(RecurrentPPO):
         self.replay_mode = replay_mode
         self.search_budget = search_budget
         if advantage_stats not in ("new", "batch"):
-            raise ValueError(
-                f"advantage_stats must be 'new' or 'batch', got {advantage_stats!r}"
-            )
+            raise ValueError(f"advantage_stats must be 'new' or 'batch', got {advantage_stats!r}")
         self.advantage_stats = advantage_stats
         self.fnas_counters = FNASCounters()
         # the env's horizon where it has one (a NASEnv), else learned when an episode ends

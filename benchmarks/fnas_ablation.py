@@ -373,7 +373,7 @@ def tables(records: list[dict[str, Any]]) -> str:
             m = medians["fnas"]
             ok = "MET" if m["speed"] >= 1.0 else "MISSED"
             verdicts.append(f"| {env} | fnas never worse than mnas | {m['shown']} | {ok} |")
-        for method in ("fnas", "uac"):
+        for method in ("fnas", "uac", "fnas-fast"):
             if method in medians and "evolution" in medians and first["top1pct_accuracy"]:
                 f, e = medians[method]["top01"], medians["evolution"]["top01"]
                 ok = "MET" if math.isfinite(f) and f <= e else "MISSED"

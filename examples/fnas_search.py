@@ -33,12 +33,12 @@ from pathlib import Path
 
 import gymnasium as gym
 import torch
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
 import fnas_env  # noqa: F401 - registers FNAS-MNAS-v0
-from agents.callbacks import SearchBudgetCallback
 from agents.fnas_ppo import make_fnas_controller
+from agents.search import run_search
 from wrappers.aeb import ExperienceBuffer
 from wrappers.critic import UncertaintyCritic
 from wrappers.uac import UncertaintyGate
@@ -210,17 +210,12 @@ def main() -> None:
         tensorboard_log=str(run_dir / "tb"),
     )
 
-    # 5. search: stop after --architectures trained architectures
-    model.learn(
-        # generous step limit: trusted and discarded episodes cost steps but no
-        # training; SearchBudgetCallback stops at --architectures trained ones
-        total_timesteps=base.horizon * args.architectures * 10,
-        callback=CallbackList(
-            [
-                SearchBudgetCallback(budget=args.architectures),
-                ProxyLog(args.architectures, args.progress_bar),
-            ]
-        ),
+    # 5. search: stop after --architectures trained architectures (trusted, cached and
+    #    replayed samples are free); AEB's beta follows this budget
+    run_search(
+        model,
+        budget=args.architectures,
+        callback=ProxyLog(args.architectures, args.progress_bar),
         tb_log_name="fnas",
     )
 

@@ -19,8 +19,8 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import fnas_env  # noqa: F401 - registers FNAS-NB201-v0
-from agents.callbacks import SearchBudgetCallback
 from agents.controller import ScaleReward
+from agents.search import run_search
 
 
 def parse_args() -> argparse.Namespace:
@@ -86,10 +86,10 @@ def main() -> None:
         tensorboard_log=args.logdir,
     )
 
-    # 3. search until the budget of activated samples is spent
-    model.learn(
-        total_timesteps=horizon * args.total_architectures,
-        callback=SearchBudgetCallback(budget=args.total_architectures),
+    # 3. search until --total-architectures are really evaluated (repeats are served free)
+    run_search(
+        model,
+        budget=args.total_architectures,
         progress_bar=args.progress_bar,
         tb_log_name="a2c",
     )

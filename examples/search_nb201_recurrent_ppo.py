@@ -17,8 +17,8 @@ import gymnasium as gym
 import torch
 
 import fnas_env  # noqa: F401 - registers FNAS-NB201-v0
-from agents.callbacks import SearchBudgetCallback
 from agents.controller import make_controller
+from agents.search import run_search
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,15 +67,14 @@ def main() -> None:
         benchmark_dir=args.benchmark_dir,
         record_path=record_path,
     )
-    horizon = env.unwrapped.horizon  # T tokens per architecture
 
     # 2. the controller: RecurrentPPO, LSTM(100), a few architectures per update
     model = make_controller(env, seed=args.seed, tensorboard_log=args.logdir)
 
-    # 3. search until the budget of activated samples is spent
-    model.learn(
-        total_timesteps=horizon * args.total_architectures,
-        callback=SearchBudgetCallback(budget=args.total_architectures),
+    # 3. search until --total-architectures are really evaluated (repeats are served free)
+    run_search(
+        model,
+        budget=args.total_architectures,
         progress_bar=args.progress_bar,
         tb_log_name="recurrent_ppo",
     )

@@ -229,3 +229,24 @@ def test_core_imports_without_torch():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_nb201_features_add_the_cells_paths():
+    """BANANAS's path encoding: one indicator per op sequence along an input-output path."""
+    space = get_space("nb201")
+    arch = space.from_string(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
+    )
+    f = space.features(arch)
+    assert f.shape == (space.feature_dim,) == (30 + 84,)
+    np.testing.assert_array_equal(f[:30], space.one_hot(arch))
+    # paths: 0>3 skip (index 0); 0>1>3 cut by none; 0>2>3 conv3, pool: 4 + (2 + 3 * 4) = 18;
+    # 0>1>2>3 conv3, conv3, pool: 20 + (2 + 2 * 4 + 3 * 16) = 78
+    assert np.flatnonzero(f[30:]).tolist() == [0, 18, 78]
+
+
+def test_other_spaces_features_are_the_one_hot():
+    space = get_space("macro")
+    arch = space.sample(np.random.default_rng(0))
+    assert space.feature_dim == space.embedding_dim
+    np.testing.assert_array_equal(space.features(arch), space.one_hot(arch))

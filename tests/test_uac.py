@@ -662,3 +662,19 @@ def test_works_with_sb3_algorithms_and_a_shared_critic():
     assert trusted == [True, True]
     venv.env_method("set_trust_enabled", False)
     assert [g.trust_enabled for g in gates] == [False, False]
+
+
+def test_features_encoding_feeds_the_critic_the_spaces_features(benchmark_dir):
+    import gymnasium as gym
+
+    env = gym.make("FNAS-NB201-v0", benchmark_dir=benchmark_dir, one_shot=True)
+    space = env.unwrapped.search_space
+    with pytest.raises(ValueError, match="encoding"):
+        UncertaintyGate(env, UncertaintyCritic(space.embedding_dim, hidden=16), encoding="paths")
+    with pytest.raises(ValueError, match="114"):  # the critic must take the features
+        UncertaintyGate(env, UncertaintyCritic(space.embedding_dim, hidden=16), encoding="features")
+    critic = UncertaintyCritic(space.feature_dim, hidden=16)
+    gate = UncertaintyGate(env, critic, encoding="features", warmup=10**6)
+    arch = space.sample(np.random.default_rng(0))
+    final_step(gate, arch.choices)
+    np.testing.assert_array_equal(critic._x[-1], space.features(arch))

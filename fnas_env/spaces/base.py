@@ -132,6 +132,16 @@ class SearchSpace:
             offset += n
         return out
 
+    @property
+    def feature_dim(self) -> int:
+        """Length of :meth:`features`."""
+        return self.embedding_dim
+
+    def features(self, arch: Architecture) -> np.ndarray:
+        """An encoding for reward predictors (float32): the one-hot embedding here; a space
+        may add structure that predicts accuracy better (NB201: its cell's paths)."""
+        return self.one_hot(arch)
+
     def from_one_hot(self, vector: np.ndarray) -> Architecture:
         """Inverse of :meth:`one_hot` (argmax per decision)."""
         vector = np.asarray(vector)
