@@ -20,6 +20,7 @@ __all__ = [
     "METHODS",
     "FNASRecurrentPPO",
     "make_fnas_controller",
+    "run_search",
 ]
 
 _LAZY = {
@@ -33,6 +34,7 @@ _LAZY = {
     "METHODS": "agents.harness",
     "FNASRecurrentPPO": "agents.fnas_ppo",
     "make_fnas_controller": "agents.fnas_ppo",
+    "run_search": "agents.search",
 }
 
 
