@@ -289,3 +289,12 @@ def test_quick_ablation_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Strict metric" in out and "Paper's metric" in out
     assert all(r["ppo_samples"] for r in records if r["method"] != "evolution")
+
+
+def test_cost_benchmark_times_both_methods_and_profiles_fnas(capsys):
+    from benchmarks import fnas_cost
+
+    walls = fnas_cost.main(["--env", "macro", "--budget", "12", "--seeds", "1"])
+    assert [len(w) for w in walls.values()] == [1, 1] and all(w[0] > 0 for w in walls.values())
+    out = capsys.readouterr().out
+    assert "| critic training |" in out and "| whole search (learn) |" in out
