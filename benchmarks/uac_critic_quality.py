@@ -7,9 +7,11 @@ benchmark, then reports on ``--held-out`` (default 500) other architectures:
 - V's Spearman with the true reward and its mean absolute error (against the
   spread of the rewards: the MAE of predicting their mean);
 - U's Spearman and Pearson with V's actual error on them (does U know where V
-  is wrong on architectures it has not seen?), and V's error on the half with
-  the lowest U (the half an adaptive gate with ``trusted_fraction=0.5`` would
-  trust) against the other half;
+  is wrong on architectures it has not seen?), U's scale (mean U over V's
+  MAE: 1.0 when U predicts errors of the right size, which a fixed threshold or
+  ``max_uncertainty`` in reward units relies on), and V's error on the half
+  with the lowest U (the half an adaptive gate with ``trusted_fraction=0.5``
+  would trust) against the other half;
 - the median CPU time (``time.process_time``: what the critic costs, less
   sensitive than wall time to other work on a shared machine) of one ``update``
   and of one ``predict`` of a single new architecture (what the gate calls per
@@ -44,6 +46,7 @@ KEYS = [
     "spread",
     "u_err_spearman",
     "u_err_pearson",
+    "u_scale",
     "mae_low_u",
     "mae_high_u",
     "update_ms",
@@ -57,6 +60,7 @@ HEADERS = [
     "reward spread",
     "U~err Spearman",
     "U~err Pearson",
+    "mean U / V MAE",
     "MAE low-U half",
     "MAE high-U half",
     "ms/update",
@@ -120,6 +124,7 @@ def run(
         "spread": np.abs(truth - truth.mean()).mean(),
         "u_err_spearman": stats.spearmanr(u, error)[0],
         "u_err_pearson": stats.pearsonr(u, error)[0],
+        "u_scale": u.mean() / error.mean(),
         "mae_low_u": error[low].mean(),
         "mae_high_u": error[~low].mean(),
         "update_ms": 1000 * float(np.median(update_s)),
