@@ -394,8 +394,14 @@ class StopAtOptimum(BaseCallback):
         return counters.best_arch != self.optimum and counters.activated < self.budget
 
 
-def activated_to_optimum(fnas: bool, seed: int, budget: int = 120) -> float:
-    """Activated samples until ``22222222`` is really evaluated (inf: not within budget)."""
+def activated_to_optimum(
+    fnas: bool, seed: int, budget: int = 120, fast: bool = False
+) -> float:
+    """Activated samples until ``22222222`` is really evaluated (inf: not within budget).
+
+    ``fast``: the beyond-the-paper option: the gate trusts 90% and a batch may hold 75%
+    trusted episodes.
+    """
     from agents.controller import make_controller
     from wrappers.critic import UncertaintyCritic
     from wrappers.uac import UncertaintyGate
@@ -403,8 +409,9 @@ def activated_to_optimum(fnas: bool, seed: int, budget: int = 120) -> float:
     env = nas_env()
     if fnas:
         critic = UncertaintyCritic(env.search_space.embedding_dim, seed=seed)
+        gate = UncertaintyGate(env, critic, warmup=16, trusted_fraction=0.9 if fast else 0.8)
         model = make_fnas_controller(
-            UncertaintyGate(env, critic, warmup=16), seed=seed, learning_rate=3e-3
+            gate, seed=seed, learning_rate=3e-3, max_trusted_fraction=0.75 if fast else 0.5
         )
     else:
         model = make_controller(env, seed=seed, learning_rate=3e-3)
@@ -426,6 +433,9 @@ def test_fnas_reaches_the_optimum_with_fewer_activated_samples():
     fnas = np.median([activated_to_optimum(True, s) for s in seeds])
     assert fnas < plain, (fnas, plain)
     assert np.isfinite(fnas)
+    # the beyond-the-paper option (75% trusted per batch) finds the optimum too, sooner
+    fast = np.median([activated_to_optimum(True, s, fast=True) for s in seeds])
+    assert np.isfinite(fast) and fast < plain, (fast, plain)
 
 
 def test_real_nb201_env_counters_agree_with_the_record(benchmark_dir):
