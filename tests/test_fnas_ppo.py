@@ -394,9 +394,7 @@ class StopAtOptimum(BaseCallback):
         return counters.best_arch != self.optimum and counters.activated < self.budget
 
 
-def activated_to_optimum(
-    fnas: bool, seed: int, budget: int = 120, fast: bool = False
-) -> float:
+def activated_to_optimum(fnas: bool, seed: int, budget: int = 120, fast: bool = False) -> float:
     """Activated samples until ``22222222`` is really evaluated (inf: not within budget).
 
     ``fast``: the beyond-the-paper option: the gate trusts 90% and a batch may hold 75%
