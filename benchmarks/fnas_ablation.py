@@ -471,7 +471,9 @@ def run_all(
             save_dir=source_dir if save else None,
         )
         lookup = TrueValues(env_id, kwargs)
-        rec = summarize(name, method, seed, result, env_targets(env_id, kwargs), lookup, settings)
+        # runs with the oracle critic are reported apart from the learnt critic's
+        label = f"{method}-oracle" if settings.critic == "oracle" and method != "mnas" else method
+        rec = summarize(name, label, seed, result, env_targets(env_id, kwargs), lookup, settings)
         rec["reported"] = report
         if report:
             records.append(rec)

@@ -298,3 +298,18 @@ def test_cost_benchmark_times_both_methods_and_profiles_fnas(capsys):
     assert [len(w) for w in walls.values()] == [1, 1] and all(w[0] > 0 for w in walls.values())
     out = capsys.readouterr().out
     assert "| critic training |" in out and "| whole search (learn) |" in out
+
+
+def test_oracle_runs_are_reported_under_their_own_name(benchmark_dir, tmp_path):
+    records = fa.run_all(
+        ["nb201-cifar10"],
+        ["uac"],
+        [0],
+        budget=8,
+        settings=EAGER.changed(critic="oracle"),
+        min_ppo_samples=0,
+        benchmark_dir=str(benchmark_dir),
+        work_dir=str(tmp_path),
+        log=lambda s: None,
+    )
+    assert [r["method"] for r in records] == ["uac-oracle"]
