@@ -327,7 +327,7 @@ def tables(records: list[dict[str, Any]]) -> str:
         mnas_med = _median(mnas_counts) if mnas_counts else math.nan
         medians: dict[str, dict[str, Any]] = {}
         for method, rs in by_method.items():
-            budget = min(r["budget"] for r in rs)
+            budget = max(r["budget"] for r in rs)  # a converged run stopped short of it
             counts = [r["activated_to_mnas_best"] for r in rs]
             to_best = _median(counts)
             speed = (
