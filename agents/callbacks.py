@@ -7,10 +7,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.baselines import search_scalars
 
-__all__ = ["SearchBudgetCallback"]
+__all__ = ["SearchBudgetCallback", "check_count"]
 
 
-def _check_bound(name: str, value: int | None) -> int | None:
+def check_count(name: str, value: int | None) -> int | None:
+    """``value`` as an int if it is None or a positive int, else a ValueError naming ``name``."""
     if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
         raise ValueError(f"{name} must be None or a positive int, got {value!r}")
     return None if value is None else int(value)
@@ -39,8 +40,8 @@ class SearchBudgetCallback(BaseCallback):
 
     def __init__(self, budget: int | None = None, verbose: int = 0, max_samples: int | None = None):
         super().__init__(verbose)
-        self.budget = _check_bound("budget", budget)
-        self.max_samples = _check_bound("max_samples", max_samples)
+        self.budget = check_count("budget", budget)
+        self.max_samples = check_count("max_samples", max_samples)
         self.scalars: dict[str, float] = {}
         self._start = 0
         self._start_sampled = 0

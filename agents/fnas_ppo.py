@@ -52,6 +52,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import explained_variance, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
+from agents.callbacks import check_count
 from agents.controller import episode_length
 from agents.fnas_buffer import Episode, WeightedRecurrentRolloutBuffer
 from fnas_env.evaluators.base import Evaluation
@@ -249,7 +250,7 @@ class FNASRecurrentPPO(RecurrentPPO):
             )
         if replay_mode not in REPLAY_MODES:
             raise ValueError(f"replay_mode must be one of {REPLAY_MODES}, got {replay_mode!r}")
-        _check_budget(search_budget)
+        check_count("search_budget", search_budget)
         for method in ("add", "sample", "__len__"):
             if experience_buffer is not None and not hasattr(experience_buffer, method):
                 raise TypeError(
@@ -836,11 +837,6 @@ def _episode_kind(info: dict[str, Any]) -> str:
     if not bool(info.get("evaluated", True)):
         return "trusted"
     return "cached" if info.get("cached", False) else "activated"
-
-
-def _check_budget(budget: int | None) -> None:
-    if budget is not None and (isinstance(budget, bool) or int(budget) != budget or budget < 1):
-        raise ValueError(f"search_budget must be None or a positive int, got {budget!r}")
 
 
 def make_fnas_controller(

@@ -18,7 +18,7 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
-from agents.callbacks import SearchBudgetCallback
+from agents.callbacks import SearchBudgetCallback, check_count
 
 __all__ = ["run_search", "DEFAULT_SAMPLE_FACTOR"]
 
@@ -51,9 +51,10 @@ def run_search(
     Raises:
         ValueError: a budget or ``max_samples`` that is not a positive int.
     """
-    for name, value in (("budget", budget), ("max_samples", max_samples)):
-        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if budget is None:
+        raise ValueError("budget must be a positive int (activated samples), got None")
+    check_count("budget", budget)
+    check_count("max_samples", max_samples)
     if "total_timesteps" in learn_kwargs:
         raise TypeError("run_search sets total_timesteps from budget and max_samples")
     max_samples = int(max_samples or DEFAULT_SAMPLE_FACTOR * budget)
