@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import unwrap_vec_wrapper
 
 from agents.baselines import search_scalars
 
@@ -47,6 +48,11 @@ class SearchBudgetCallback(BaseCallback):
         self._start_sampled = 0
 
     def _counters(self) -> dict[str, float]:
+        from wrappers.record import VecSearchRecord
+
+        record = unwrap_vec_wrapper(self.training_env, VecSearchRecord)
+        if record is not None:  # the search's one record (envs spread over workers)
+            return search_scalars([record.counters])
         return search_scalars(list(self.training_env.get_attr("counters")))
 
     @property

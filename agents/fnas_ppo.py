@@ -505,7 +505,12 @@ class FNASRecurrentPPO(RecurrentPPO):
 
     @staticmethod
     def _set_trust(env: VecEnv, flag: bool) -> bool:
-        """Turn the UAC wrapper's trust on/off in every env; False if there is none."""
+        """Turn the UAC gate's trust on/off (the VecEnv's gate, else every env's); False if
+        there is no gate."""
+        gate = _vec_gate(env)
+        if gate is not None:
+            gate.set_trust_enabled(bool(flag))
+            return True
         if not env.has_attr("set_trust_enabled"):
             return False
         env.env_method("set_trust_enabled", bool(flag))
@@ -668,15 +673,23 @@ class FNASRecurrentPPO(RecurrentPPO):
         self.fnas_counters.replayed += len(samples)
 
     def _record_replay(self, env: VecEnv, exp: Any) -> None:
-        """Append a "replayed" entry to env 0's search record (no evaluation, no cost)."""
-        if not hasattr(exp.arch, "choices") or not env.has_attr("score"):
+        """Append a "replayed" entry to the search record (the VecEnv's
+        :class:`~wrappers.record.VecSearchRecord`, else env 0's); no evaluation, no cost."""
+        if not hasattr(exp.arch, "choices"):
+            return
+        reward = self._env_rewards.get(str(exp.arch), float(exp.reward))
+        record = _vec_record(env)
+        if record is not None:
+            record.record_replay(exp.arch, reward)
+            return
+        if not env.has_attr("score"):
             return
         env.env_method(
             "score",
             exp.arch,
             Evaluation(accuracy=float("nan"), cost=0.0, evaluated=False),
             kind="replayed",
-            reward=self._env_rewards.get(str(exp.arch), float(exp.reward)),
+            reward=reward,
             indices=[0],
         )
 
@@ -696,12 +709,17 @@ class FNASRecurrentPPO(RecurrentPPO):
             self.logger.record(f"fnas/total_{key}", value)
         self.logger.record("fnas/total_ppo_samples", self.fnas_counters.ppo_samples)
         self.logger.record("fnas/search_progress", self.search_progress)
-        if env.has_attr("metrics"):
+        gate = _vec_gate(env)
+        if gate is not None:
+            per_env = [gate.metrics()]
+        elif env.has_attr("metrics"):
             per_env = [m for m in env.env_method("metrics") if isinstance(m, dict)]
-            for key in per_env[0] if per_env else ():
-                values = [m.get(key) for m in per_env]
-                if all(isinstance(v, int | float | np.number) for v in values):
-                    self.logger.record(f"uac/{key}", float(np.mean(values)))
+        else:
+            per_env = []
+        for key in per_env[0] if per_env else ():
+            values = [m.get(key) for m in per_env]
+            if all(isinstance(v, int | float | np.number) for v in values):
+                self.logger.record(f"uac/{key}", float(np.mean(values)))
 
     # ---- training ------------------------------------------------------------------------
     def weighted_losses(
@@ -830,6 +848,24 @@ class FNASRecurrentPPO(RecurrentPPO):
         self.logger.record("train/clip_range", clip_range)
         if clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)
+
+
+def _vec_gate(env: VecEnv) -> Any:
+    """The :class:`~wrappers.uac.VecUncertaintyGate` in ``env``'s wrapper chain, or None."""
+    from stable_baselines3.common.vec_env import unwrap_vec_wrapper
+
+    from wrappers.uac import VecUncertaintyGate
+
+    return unwrap_vec_wrapper(env, VecUncertaintyGate)
+
+
+def _vec_record(env: VecEnv) -> Any:
+    """The :class:`~wrappers.record.VecSearchRecord` in ``env``'s wrapper chain, or None."""
+    from stable_baselines3.common.vec_env import unwrap_vec_wrapper
+
+    from wrappers.record import VecSearchRecord
+
+    return unwrap_vec_wrapper(env, VecSearchRecord)
 
 
 def _episode_kind(info: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from gymnasium import spaces
 
 from fnas_env.arch import Architecture
 from fnas_env.evaluators.base import Evaluation, Evaluator
-from fnas_env.record import RecordEntry, SearchRecord
+from fnas_env.record import SearchRecord, record_kind
 from fnas_env.reward import RewardConfig, mnas_reward
 
 __all__ = ["NASEnv"]
@@ -88,12 +88,19 @@ class NASEnv(gym.Env):
     ``latency`` (or None), ``throughput``, ``macs``, ``params``, ``reward``,
     ``evaluated``, ``cached``, ``cost``, ``failed`` and the evaluator's extras.
 
-    Hooks for wrappers and algorithms: :meth:`pending_architecture` tells which
-    architecture an action would complete (so a wrapper can decide not to pay
-    for its evaluation), :meth:`is_cached` whether its result is already in the
-    record (free), and :meth:`finish` completes the last step with a given
-    :class:`Evaluation`; :meth:`tokens` gives the token sequence that replays an
-    architecture.
+    The last-step ``info`` also holds ``evaluation``, the
+    :class:`~fnas_env.evaluators.base.Evaluation` value itself (what a search
+    record outside the env, e.g. :class:`wrappers.record.VecSearchRecord`, keeps).
+
+    Hooks for wrappers and algorithms: :meth:`provide` hands the env the
+    evaluation of the next architecture it completes (a critic's prediction, a
+    result from a search record shared by several workers), so the evaluator is
+    not called for it; it works through any wrapper stack and through
+    ``VecEnv.env_method``. :meth:`pending_architecture` tells which
+    architecture an action would complete, :meth:`is_cached` whether its result
+    is already in this env's record (free), and :meth:`finish` completes the last
+    step with a given :class:`Evaluation`; :meth:`tokens` gives the token
+    sequence that replays an architecture.
 
     ## Example
 
@@ -131,10 +138,7 @@ class NASEnv(gym.Env):
         self.render_mode = render_mode
         self.record = SearchRecord(record_path)
         self.cache = bool(cache)
-        self._cache: dict[Architecture, Evaluation] = {}
-        for entry in self.record.entries:
-            if entry.kind == "evaluated" and not entry.failed and entry.accuracy is not None:
-                self._cache[entry.architecture] = _evaluation_of(entry)
+        self._cache: dict[Architecture, Evaluation] = self.record.results()
 
         self.num_choices = self.search_space.num_choices
         self.horizon = len(self.num_choices)
@@ -151,6 +155,7 @@ class NASEnv(gym.Env):
         self._position = 0
         self._choices: list[int] = []
         self._last_info: dict[str, Any] = {}
+        self._provided: tuple[Evaluation, float | None] | None = None
 
     # ---- Gymnasium API ----------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -159,6 +164,7 @@ class NASEnv(gym.Env):
             self.record.seed = seed
         self._position = 0
         self._choices = []
+        self._provided = None
         return self._obs(), {}
 
     def step(self, action):
@@ -167,6 +173,9 @@ class NASEnv(gym.Env):
             self._choices.append(self._choice(action))
             self._position += 1
             return self._obs(), 0.0, False, False, {}
+        if self._provided is not None:
+            (evaluation, reward), self._provided = self._provided, None
+            return self.finish(action, evaluation, reward=reward)
         return self.finish(action, self.evaluate(arch))
 
     def render(self) -> str | None:
@@ -191,6 +200,21 @@ class NASEnv(gym.Env):
             self._check_token(action)
             return None
         return self.search_space.from_choices([*self._choices, self._choice(action)])
+
+    def provide(self, evaluation: Evaluation, reward: float | None = None) -> None:
+        """Use ``evaluation`` for the next architecture this episode completes.
+
+        The evaluator is not called for it: ``evaluation`` is scored (``reward``
+        overrides the reward computed from it) and recorded as its kind says
+        (``"surrogate"`` for ``evaluated=False``, ``"cached"`` for ``cached=True``).
+        A rollout wrapper calls it through ``VecEnv.env_method("provide", ...,
+        indices=[i])`` before stepping env ``i``'s last token: the UAC gate for a
+        trusted architecture (the critic's reward), a search record shared by several
+        workers for a repeat. :meth:`reset` forgets an unused one.
+        """
+        if not isinstance(evaluation, Evaluation):
+            raise TypeError(f"provide() takes an Evaluation, got {type(evaluation).__name__}")
+        self._provided = (evaluation, None if reward is None else float(reward))
 
     def is_cached(self, arch: Architecture) -> bool:
         """Whether :meth:`evaluate` serves ``arch`` from the record (False with ``cache=False``)."""
@@ -264,7 +288,7 @@ class NASEnv(gym.Env):
         from the record.
         """
         reward = float(self.reward_of(evaluation) if reward is None else reward)
-        kind = kind or _default_kind(evaluation)
+        kind = kind or record_kind(evaluation)
         self.record.append(arch, evaluation, reward, kind, wall_time=evaluation.cost or 0.0)
         if kind == "evaluated" and not evaluation.failed:
             self._cache[arch] = evaluation.replace(cached=False)
@@ -281,6 +305,7 @@ class NASEnv(gym.Env):
             cached=bool(evaluation.cached),
             cost=evaluation.cost,
             failed=bool(evaluation.failed),
+            evaluation=evaluation,
         )
         return reward, info
 
@@ -322,24 +347,3 @@ class NASEnv(gym.Env):
         obs[self._start + 1 + min(self._position, self.horizon - 1)] = 1.0
         return obs
 
-
-def _default_kind(evaluation: Evaluation) -> str:
-    """Record kind of an evaluation: served from the record, real, or predicted."""
-    if evaluation.cached:
-        return "cached"
-    return "evaluated" if evaluation.evaluated else "surrogate"
-
-
-def _evaluation_of(entry: RecordEntry) -> Evaluation:
-    """The Evaluation a successful ``"evaluated"`` record entry stands for."""
-    return Evaluation(
-        accuracy=entry.accuracy,
-        latency=entry.latency,
-        throughput=entry.throughput,
-        macs=entry.macs,
-        params=entry.params,
-        cost=entry.cost,
-        evaluated=True,
-        failed=False,
-        extras=dict(entry.extras),
-    )

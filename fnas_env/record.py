@@ -19,7 +19,14 @@ from typing import Any
 from fnas_env.arch import Architecture
 from fnas_env.evaluators.base import Evaluation
 
-__all__ = ["RecordEntry", "SearchRecord", "SearchCounters", "read_record", "KINDS"]
+__all__ = [
+    "RecordEntry",
+    "SearchRecord",
+    "SearchCounters",
+    "read_record",
+    "record_kind",
+    "KINDS",
+]
 
 #: evaluated: really trained / looked up; cached: a repeat of an architecture
 #: this record already holds, served its recorded result at no cost;
@@ -57,6 +64,20 @@ class RecordEntry:
     def architecture(self) -> Architecture:
         return Architecture(self.space, tuple(self.choices))
 
+    def to_evaluation(self) -> Evaluation:
+        """The Evaluation this entry recorded (``cached=False``; extras as stored)."""
+        return Evaluation(
+            accuracy=float("nan") if self.accuracy is None else self.accuracy,
+            latency=self.latency,
+            throughput=self.throughput,
+            macs=self.macs,
+            params=self.params,
+            cost=self.cost,
+            evaluated=self.kind in ("evaluated", "cached"),
+            failed=self.failed,
+            extras=dict(self.extras),
+        )
+
     def to_json(self) -> str:
         return json.dumps(_jsonable(asdict(self)), allow_nan=False)
 
@@ -65,6 +86,13 @@ class RecordEntry:
         d = dict(d)
         d["choices"] = tuple(d["choices"])
         return cls(**d)
+
+
+def record_kind(evaluation: Evaluation) -> str:
+    """Record kind of an evaluation: served from a record, real, or predicted."""
+    if evaluation.cached:
+        return "cached"
+    return "evaluated" if evaluation.evaluated else "surrogate"
 
 
 def _jsonable(value: Any) -> Any:
@@ -189,6 +217,14 @@ class SearchRecord:
                 os.close(fd)
         self._keep(entry)
         return entry
+
+    def results(self) -> dict[Architecture, Evaluation]:
+        """The latest successful real evaluation of each architecture (what a repeat is served)."""
+        return {
+            e.architecture: e.to_evaluation()
+            for e in self.entries
+            if e.kind == "evaluated" and not e.failed and e.accuracy is not None
+        }
 
     def evaluated(self) -> list[RecordEntry]:
         """Really evaluated entries (the critic's training data)."""

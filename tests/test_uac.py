@@ -598,11 +598,25 @@ def test_gate_rejects_bad_arguments(kwargs, message):
         UncertaintyGate(one_shot_env(), **kwargs)
 
 
-def test_gate_refuses_inner_wrappers_that_would_miss_the_last_step():
+def test_wrappers_under_the_gate_see_every_step_and_non_nas_envs_are_refused():
+    """The gate hands trusted evaluations to the env (provide), so the step still goes
+    through every wrapper below it: a Monitor there records trusted episodes too."""
     from stable_baselines3.common.monitor import Monitor
 
-    with pytest.raises(TypeError, match="Monitor"):
-        UncertaintyGate(Monitor(one_shot_env()), ScriptedCritic())
+    monitor = Monitor(one_shot_env())
+    critic = ScriptedCritic(lambda choices: float(choices[0]), num_samples=100)
+    gate = UncertaintyGate(monitor, critic, threshold=0.5, max_relative_error=None)
+    gate.reset(seed=0)
+    gate.action_space.seed(0)
+    rewards, evaluated = [], []
+    for _ in range(30):
+        _, reward, *_, info = gate.step(gate.action_space.sample())
+        gate.reset()
+        rewards.append(reward)
+        evaluated.append(info["evaluated"])
+    assert not all(evaluated) and any(evaluated)  # some trusted (V = 50), some evaluated
+    assert monitor.get_episode_rewards() == pytest.approx(rewards)
+    assert all(r == 50.0 for r, e in zip(rewards, evaluated) if not e)
     with pytest.raises(TypeError, match="NASEnv"):
         UncertaintyGate(gym.make("CartPole-v1"), ScriptedCritic())
 
@@ -657,7 +671,7 @@ def test_works_with_sb3_algorithms_and_a_shared_critic():
     cached = sum(g.unwrapped.record.counters.cached for g in gates)
     assert activated + surrogate + cached == 128 // SPACE.num_decisions
     assert critic.num_samples == activated  # one critic learnt from both envs
-    assert surrogate == sum(g.num_trusted for g in gates) > 0
+    assert surrogate == sum(g.rule.num_trusted for g in gates) > 0
     trusted = venv.env_method("get_wrapper_attr", "trust_enabled")
     assert trusted == [True, True]
     venv.env_method("set_trust_enabled", False)

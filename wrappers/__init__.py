@@ -1,4 +1,5 @@
-"""FNAS's wrappers: the uncertainty-aware critic gate (UAC) and the experience buffer (AEB).
+"""FNAS's wrappers: the uncertainty-aware critic gate (UAC), the experience buffer (AEB)
+and the search record of a VecEnv.
 
 Names load lazily, so ``from wrappers import ExperienceBuffer`` does not import
 torch (only the critic builds models).
@@ -9,13 +10,24 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__all__ = ["Experience", "ExperienceBuffer", "UncertaintyCritic", "UncertaintyGate"]
+__all__ = [
+    "Experience",
+    "ExperienceBuffer",
+    "TrustRule",
+    "UncertaintyCritic",
+    "UncertaintyGate",
+    "VecSearchRecord",
+    "VecUncertaintyGate",
+]
 
 _HOME = {
     "Experience": "wrappers.aeb",
     "ExperienceBuffer": "wrappers.aeb",
     "UncertaintyCritic": "wrappers.critic",
     "UncertaintyGate": "wrappers.uac",
+    "TrustRule": "wrappers.uac",
+    "VecUncertaintyGate": "wrappers.uac",
+    "VecSearchRecord": "wrappers.record",
 }
 
 

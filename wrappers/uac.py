@@ -1,53 +1,68 @@
-"""UAC as a Gymnasium wrapper: trusted architectures take the critic's reward unevaluated."""
+"""UAC as rollout wrappers: trusted architectures take the critic's reward unevaluated.
+
+:class:`TrustRule` holds the critic and decides, per completed architecture, whether
+to trust V's reward; :class:`VecUncertaintyGate` applies it to a whole VecEnv (one
+critic in the controller's process that sees every worker's evaluations; the
+design for parallel searches) and :class:`UncertaintyGate` to a single Gymnasium env.
+Both hand a trusted architecture's predicted evaluation to the env through its
+``provide`` hook before the step, so the env never pays for it, and neither
+reaches into ``env.unwrapped``.
+"""
 
 from __future__ import annotations
 
 import math
 import warnings
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 from scipy import stats
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
+from fnas_env.arch import Architecture
 from fnas_env.evaluators.base import Evaluation
+from wrappers.pending import PendingArchitectures
 
-__all__ = ["UncertaintyGate", "ENCODINGS"]
+__all__ = ["TrustRule", "Decision", "UncertaintyGate", "VecUncertaintyGate", "ENCODINGS"]
 
 #: what V and U see of an architecture: the paper's one-hot expanded embedding, or the
 #: space's ``features`` (NB201 adds its cell's path encoding; other spaces: the one-hot)
 ENCODINGS = ("one_hot", "features")
 
-#: wrappers that may sit between the gate and the NAS env: the gate completes the
-#: last step on ``env.unwrapped``, so a wrapper in between would not see it.
-TRANSPARENT_WRAPPERS = (OrderEnforcing, PassiveEnvChecker, TimeLimit)
+
+@dataclass(frozen=True)
+class Decision:
+    """The rule's verdict on one completed architecture (before its step is taken)."""
+
+    arch: Architecture
+    embedding: np.ndarray
+    v: float  # predicted reward
+    u: float  # predicted error of v
+    threshold: float
+    trust: bool
+    cached: bool
+
+    def evaluation(self) -> Evaluation:
+        """The predicted evaluation a trusted architecture is scored with (no cost)."""
+        extras = {"predicted_reward": self.v, "uncertainty": self.u, "threshold": self.threshold}
+        return Evaluation(accuracy=self.v, evaluated=False, cost=0.0, extras=extras)
 
 
-class UncertaintyGate(gym.Wrapper):
-    """Skip the evaluation of architectures the critic is sure about (FNAS's UAC).
+class TrustRule:
+    """Whether to trust the critic's reward for an architecture (FNAS's UAC), and learning.
 
-    ## Description
-
-    On the last token of an episode the gate asks the critic for V (predicted
-    reward) and U (predicted error of V) of the completed architecture. A
-    trusted architecture (``U <= threshold``, after the warm-up, with trust
-    enabled) ends the episode with V as its reward and no evaluation (recorded
-    as a ``"surrogate"`` entry, ``cost=0``). Any other architecture is really
-    evaluated; V's error on it is measured first and the critic then trains on
-    it (``L_V = |V - R|``, ``L_U = |U - L_V|``). Intermediate tokens pass
-    through unchanged.
-
-    ## Action Space, Observation Space, Starting State, Episode End
-
-    Those of the wrapped :class:`~fnas_env.env.NASEnv`.
-
-    ## Rewards
-
-    The env's reward for evaluated architectures; V's prediction for trusted
-    ones. Failed evaluations keep the env's ``failed_reward`` and are not
-    learnt from (a crash says little about the architecture).
+    For every completed architecture :meth:`decide` asks the critic for V
+    (predicted reward) and U (predicted error of V); once the step is taken,
+    :meth:`observe` reads what happened from the step's ``info``: a really
+    evaluated architecture's reward trains the critic (``L_V = |V - R|``,
+    ``L_U = |U - L_V|``; V's error on it is measured first), a trusted one is
+    counted. Failed evaluations are not learnt from (a crash says little about
+    the architecture). The rule holds no env: the wrappers
+    (:class:`VecUncertaintyGate`, :class:`UncertaintyGate`) apply it.
 
     ## Threshold
 
@@ -99,13 +114,10 @@ class UncertaintyGate(gym.Wrapper):
 
     ## Arguments
 
-    - ``env``: a NASEnv, directly or under ``OrderEnforcing``/``PassiveEnvChecker``/
-      ``TimeLimit`` only (as ``gym.make`` returns it). Put ``Monitor`` and
-      reward wrappers outside the gate: it completes the last step on
-      ``env.unwrapped``, so inner wrappers would not see it.
-    - ``critic``: an :class:`~wrappers.critic.UncertaintyCritic` (or any object
-      with ``predict``, ``update`` and ``num_samples``); default: a new critic
-      for the env's space. Several gates (envs of a ``DummyVecEnv``) may share one.
+    - ``space``: the search space of the architectures.
+    - ``critic``: an :class:`~wrappers.critic.UncertaintyCritic` (or any object with
+      ``predict``, ``update`` and ``num_samples``); default: a new critic for the
+      space and encoding.
     - ``threshold``: a float >= 0 or ``"adaptive"`` (default).
     - ``trusted_fraction``: target fraction of trusted architectures of the
       adaptive threshold, in (0, 1) (default 0.8, see Threshold).
@@ -132,21 +144,11 @@ class UncertaintyGate(gym.Wrapper):
     - ``trust_enabled``: initial value of :attr:`trust_enabled` (default True).
     - ``verify_best``: evaluate every architecture whose V beats the best evaluated
       reward so far (default True; see above).
-
-    The last-step ``info`` adds ``uncertainty`` (U), ``predicted_reward`` (V)
-    and ``threshold``; ``evaluated`` is False for trusted architectures.
-
-    ## Example
-
-    >>> import gymnasium as gym, fnas_env
-    >>> from wrappers import UncertaintyGate
-    >>> env = UncertaintyGate(gym.make("FNAS-Macro-v0"), warmup=20)
-    >>> obs, info = env.reset(seed=0)
     """
 
     def __init__(
         self,
-        env: gym.Env,
+        space: Any,
         critic: Any | None = None,
         threshold: float | str = "adaptive",
         trusted_fraction: float = 0.8,
@@ -161,24 +163,6 @@ class UncertaintyGate(gym.Wrapper):
         quality_window: int = 20,
         encoding: str = "one_hot",
     ):
-        super().__init__(env)
-        base = env.unwrapped
-        for hook in ("pending_architecture", "evaluate", "finish", "search_space"):
-            if not hasattr(base, hook):
-                raise TypeError(
-                    f"UncertaintyGate wraps a fnas_env NASEnv (it needs env.unwrapped.{hook}); "
-                    f"got {type(base).__name__}"
-                )
-        inner = env
-        while isinstance(inner, gym.Wrapper):
-            if not isinstance(inner, TRANSPARENT_WRAPPERS):
-                raise TypeError(
-                    f"{type(inner).__name__} sits between UncertaintyGate and the NAS env; "
-                    "the gate completes the last step on env.unwrapped, so that wrapper would "
-                    "miss it. Wrap the gate instead, e.g. Monitor(UncertaintyGate(gym.make(id)))"
-                    " or make_vec_env(lambda: UncertaintyGate(gym.make(id)), ...)"
-                )
-            inner = inner.env
         if isinstance(threshold, str):
             if threshold != "adaptive":
                 raise ValueError(f"threshold must be a float >= 0 or 'adaptive', got {threshold!r}")
@@ -193,8 +177,8 @@ class UncertaintyGate(gym.Wrapper):
             )
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+        self.space = space
         self.encoding = encoding
-        space = base.search_space
         width = space.embedding_dim if encoding == "one_hot" else space.feature_dim
         if critic is None:
             from wrappers.critic import UncertaintyCritic
@@ -208,7 +192,7 @@ class UncertaintyGate(gym.Wrapper):
         dim = getattr(critic, "embedding_dim", width)
         if dim != width:
             raise ValueError(
-                f"critic takes {dim}-dim embeddings; space {base.search_space.name!r} has "
+                f"critic takes {dim}-dim embeddings; space {space.name!r} has "
                 f"{width} with encoding {encoding!r} (a critic is tied to one search space "
                 "and encoding)"
             )
@@ -230,7 +214,7 @@ class UncertaintyGate(gym.Wrapper):
         self.quality_window = int(quality_window)
         self.best_reward = -math.inf  # best really evaluated (non-failed) reward
         self.num_verified = 0  # evaluated because V beat best_reward (U alone would trust)
-        self._evaluated: set[str] = set()  # architectures really evaluated (not failed)
+        self._evaluated: set[Architecture] = set()  # really evaluated (not failed)
         # the last `window` architectures and their U under the critic version `_u_version`
         self._recent_x: deque[np.ndarray] = deque(maxlen=int(window))
         self._recent_u: deque[float] = deque(maxlen=int(window))
@@ -245,10 +229,16 @@ class UncertaintyGate(gym.Wrapper):
         self._error_sum = 0.0
         self._error_count = 0
 
-    # ---- controls for algorithms ----------------------------------------------------
+    # ---- controls -------------------------------------------------------------------
     def set_trust_enabled(self, flag: bool) -> None:
-        """Allow (True) or forbid (False) trusting; ``VecEnv.env_method`` reaches it."""
+        """Allow (True) or forbid (False) trusting (the controller's resampling bound)."""
         self.trust_enabled = bool(flag)
+
+    def embed(self, arch: Architecture) -> np.ndarray:
+        """What V and U see of ``arch`` (the ``encoding``)."""
+        if self.encoding == "one_hot":
+            return self.space.one_hot(arch)
+        return self.space.features(arch)
 
     def current_threshold(self) -> float:
         """The U threshold now (the adaptive quantile, NaN before any U was seen)."""
@@ -282,59 +272,51 @@ class UncertaintyGate(gym.Wrapper):
             return True
         return self.relative_error() <= self.max_relative_error  # NaN: not yet measured
 
-    # ---- Gymnasium API ---------------------------------------------------------------
-    def step(self, action):
-        base = self.env.unwrapped
-        arch = base.pending_architecture(action)
-        if arch is None:
-            return self.env.step(action)
-        space = base.search_space
-        embedding = space.one_hot(arch) if self.encoding == "one_hot" else space.features(arch)
+    # ---- the rule -------------------------------------------------------------------
+    def decide(self, arch: Architecture, cached: bool = False) -> Decision:
+        """Trust ``arch`` (score it with V, unevaluated) or not; ``cached``: a repeat the
+        env serves from its record for free (never trusted, never learnt from again)."""
+        embedding = self.embed(arch)
         v_pred, u_pred = self.critic.predict(embedding[None])
         v, u = float(v_pred[0]), float(u_pred[0])
-        if getattr(base, "is_cached", None) is not None and base.is_cached(arch):
-            obs, reward, terminated, truncated, info = base.finish(action, base.evaluate(arch))
-            self.num_cached += 1
-            info.update(uncertainty=u, predicted_reward=v, threshold=self.current_threshold())
-            return obs, reward, terminated, truncated, info
+        if cached:
+            return Decision(arch, embedding, v, u, self.current_threshold(), False, True)
         self._remember_uncertainty(embedding, u)
         limit = self.current_threshold()
         trust = self.trust_enabled and math.isfinite(v) and u <= limit and self.critic_ready()
-        if (
-            trust
-            and self.verify_best
-            and v > self.best_reward > -math.inf
-            and str(arch) not in self._evaluated
-        ):
-            trust = False
-            self.num_verified += 1
-        if trust:
-            evaluation = Evaluation(
-                accuracy=v,
-                evaluated=False,
-                cost=0.0,
-                extras={"predicted_reward": v, "uncertainty": u, "threshold": limit},
-            )
-            obs, reward, terminated, truncated, info = base.finish(action, evaluation, reward=v)
+        if trust and self.verify_best and v > self.best_reward > -math.inf:
+            if arch not in self._evaluated:
+                trust = False
+                self.num_verified += 1
+        return Decision(arch, embedding, v, u, limit, trust, False)
+
+    def observe(self, decision: Decision, info: dict[str, Any], reward: float) -> None:
+        """Count the step's outcome (its ``info``) and learn from a real evaluation.
+
+        Adds ``uncertainty``, ``predicted_reward`` and ``threshold`` to ``info``.
+        """
+        info.update(
+            uncertainty=decision.u, predicted_reward=decision.v, threshold=decision.threshold
+        )
+        if info.get("cached", False):
+            self.num_cached += 1
+            return
+        if not info.get("evaluated", True):
             self.num_trusted += 1
-        else:
-            evaluation = base.evaluate(arch)
-            obs, reward, terminated, truncated, info = base.finish(action, evaluation)
-            self.num_evaluated += 1
-            if not info.get("failed", False):
-                self.best_reward = max(self.best_reward, float(reward))
-                self._evaluated.add(str(arch))
-                # V's error on this sample is measured before the critic sees it
-                self._v.append(v)
-                self._r.append(float(reward))
-                self._u.append(u)
-                self._error_sum += abs(v - float(reward))
-                self._error_count += 1
-                self.critic.update(embedding[None], [float(reward)], steps=self.update_steps)
-        info["uncertainty"] = u
-        info["predicted_reward"] = v
-        info["threshold"] = limit
-        return obs, reward, terminated, truncated, info
+            return
+        self.num_evaluated += 1
+        if info.get("failed", False):
+            return
+        reward = float(info.get("reward", reward))
+        self.best_reward = max(self.best_reward, reward)
+        self._evaluated.add(decision.arch)
+        # V's error on this sample was measured before the critic sees it
+        self._v.append(decision.v)
+        self._r.append(reward)
+        self._u.append(decision.u)
+        self._error_sum += abs(decision.v - reward)
+        self._error_count += 1
+        self.critic.update(decision.embedding[None], [reward], steps=self.update_steps)
 
     def _remember_uncertainty(self, embedding: np.ndarray, u: float) -> None:
         """Keep the window's U values those of the current critic (U shrinks as it learns)."""
@@ -392,6 +374,200 @@ class UncertaintyGate(gym.Wrapper):
             "critic_updates": float(getattr(self.critic, "num_updates", math.nan)),
             "critic_samples": float(getattr(self.critic, "num_samples", math.nan)),
         }
+
+
+class UncertaintyGate(gym.Wrapper):
+    """UAC on a single NAS env: skip the evaluation of architectures the critic is sure about.
+
+    ## Description
+
+    On the last token of an episode the gate asks its :class:`TrustRule` about the
+    completed architecture. A trusted one is handed to the env, through the env's
+    ``provide`` hook, as an unevaluated :class:`~fnas_env.evaluators.base.Evaluation`
+    scored with V: the env records it as ``"surrogate"`` (``cost=0``) and trains
+    nothing. Any other architecture is really evaluated and the critic learns from
+    it. Intermediate tokens pass through unchanged. The hooks are reached with
+    ``get_wrapper_attr``, and the step itself goes through every wrapper below the
+    gate, so any wrapper may sit in between.
+
+    For a VecEnv (several workers, one critic) use :class:`VecUncertaintyGate`; this
+    wrapper is the single-env convenience. Several gates may share one critic.
+
+    ## Action Space, Observation Space, Starting State, Episode End
+
+    Those of the wrapped :class:`~fnas_env.env.NASEnv`.
+
+    ## Rewards
+
+    The env's reward for evaluated architectures; V's prediction for trusted ones.
+
+    ## Arguments
+
+    - ``env``: a NASEnv, wrapped or not (it needs ``pending_architecture``,
+      ``is_cached`` and ``provide``).
+    - ``critic``: the rule's critic (default: a new one for the env's space).
+    - ``**settings``: any other :class:`TrustRule` argument (``threshold``,
+      ``trusted_fraction``, ``warmup``, ``max_relative_error``, ``encoding``, ...).
+
+    The last-step ``info`` adds ``uncertainty`` (U), ``predicted_reward`` (V)
+    and ``threshold``; ``evaluated`` is False for trusted architectures.
+
+    ## Example
+
+    >>> import gymnasium as gym, fnas_env
+    >>> from wrappers import UncertaintyGate
+    >>> env = UncertaintyGate(gym.make("FNAS-Macro-v0"), warmup=20)
+    >>> obs, info = env.reset(seed=0)
+    """
+
+    def __init__(self, env: gym.Env, critic: Any | None = None, **settings: Any):
+        super().__init__(env)
+        for hook in ("pending_architecture", "is_cached", "provide", "search_space"):
+            if not _has_wrapper_attr(env, hook):
+                raise TypeError(
+                    f"UncertaintyGate wraps a fnas_env NASEnv (it needs its {hook!r}); "
+                    f"got {type(env.unwrapped).__name__}"
+                )
+        self.rule = TrustRule(env.get_wrapper_attr("search_space"), critic, **settings)
+
+    @property
+    def critic(self) -> Any:
+        return self.rule.critic
+
+    @property
+    def trust_enabled(self) -> bool:
+        return self.rule.trust_enabled
+
+    @property
+    def best_reward(self) -> float:
+        return self.rule.best_reward
+
+    def set_trust_enabled(self, flag: bool) -> None:
+        """Allow (True) or forbid (False) trusting; ``VecEnv.env_method`` reaches it."""
+        self.rule.set_trust_enabled(flag)
+
+    def current_threshold(self) -> float:
+        return self.rule.current_threshold()
+
+    def metrics(self) -> dict[str, float]:
+        """:meth:`TrustRule.metrics`."""
+        return self.rule.metrics()
+
+    def step(self, action):
+        arch = self.env.get_wrapper_attr("pending_architecture")(action)
+        if arch is None:
+            return self.env.step(action)
+        decision = self.rule.decide(arch, cached=self.env.get_wrapper_attr("is_cached")(arch))
+        if decision.trust:
+            self.env.get_wrapper_attr("provide")(decision.evaluation(), reward=decision.v)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.rule.observe(decision, info, float(reward))
+        return obs, reward, terminated, truncated, info
+
+
+class VecUncertaintyGate(VecEnvWrapper):
+    """UAC for a VecEnv: one critic in the controller's process, every worker's evaluations.
+
+    ## Description
+
+    Before the actions go to the workers, the gate works out which architecture
+    each env's action completes (:class:`~wrappers.pending.PendingArchitectures`)
+    and asks its :class:`TrustRule` about each. A trusted architecture is handed to
+    its env as the critic's evaluation (``env_method("provide", ...)``), so the
+    worker completes it at once without training; the others are evaluated by the
+    workers in parallel. When the step returns, every real evaluation, from any
+    worker, trains the one critic. Works over ``DummyVecEnv``, ``SubprocVecEnv`` and
+    :class:`~fnas_env.ray_vec_env.RayVecEnv` alike; it reaches the workers only
+    through the VecEnv API. Repeats are asked of a
+    :class:`~wrappers.record.VecSearchRecord` below the gate when there is one (the
+    search's one record), else of the env that completes them (``is_cached``).
+
+    ## Arguments
+
+    - ``venv``: a VecEnv of NAS envs (optionally under a ``VecSearchRecord``).
+    - ``critic``: the rule's critic (default: a new one for the envs' space).
+    - ``**settings``: any other :class:`TrustRule` argument.
+
+    Each last-step ``info`` adds ``uncertainty``, ``predicted_reward`` and
+    ``threshold``; ``evaluated`` is False for trusted architectures.
+
+    ## Example
+
+    >>> from stable_baselines3.common.env_util import make_vec_env
+    >>> venv = VecUncertaintyGate(VecSearchRecord(make_vec_env("FNAS-Macro-v0", n_envs=4)))
+    >>> model = make_fnas_controller(venv, seed=0)
+    """
+
+    def __init__(self, venv: VecEnv, critic: Any | None = None, **settings: Any):
+        super().__init__(venv)
+        if not venv.has_attr("search_space"):
+            raise TypeError(
+                "VecUncertaintyGate wraps a VecEnv of fnas_env NAS envs (they have a "
+                "'search_space' attribute)"
+            )
+        space = venv.get_attr("search_space", indices=[0])[0]
+        one_shot = bool(venv.get_attr("one_shot", indices=[0])[0])
+        self.rule = TrustRule(space, critic, **settings)
+        self._pending = PendingArchitectures(space, self.num_envs, one_shot)
+        self._actions: np.ndarray | None = None
+        self._decisions: list[Decision | None] = [None] * self.num_envs
+        from stable_baselines3.common.vec_env import unwrap_vec_wrapper
+
+        from wrappers.record import VecSearchRecord
+
+        self._record = unwrap_vec_wrapper(venv, VecSearchRecord)
+
+    @property
+    def critic(self) -> Any:
+        return self.rule.critic
+
+    def set_trust_enabled(self, flag: bool) -> None:
+        """Allow (True) or forbid (False) trusting (the controller's resampling bound)."""
+        self.rule.set_trust_enabled(flag)
+
+    def metrics(self) -> dict[str, float]:
+        """:meth:`TrustRule.metrics`."""
+        return self.rule.metrics()
+
+    def _is_cached(self, index: int, arch: Architecture) -> bool:
+        if self._record is not None:
+            return self._record.is_cached(arch)
+        return bool(self.venv.env_method("is_cached", arch, indices=[index])[0])
+
+    def reset(self):
+        self._pending.reset()
+        return self.venv.reset()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+        self._decisions = [None] * self.num_envs
+        for i, arch in enumerate(self._pending.completed_by(self._actions)):
+            if arch is None:
+                continue
+            decision = self.rule.decide(arch, cached=self._is_cached(i, arch))
+            if decision.trust:
+                self.venv.env_method(
+                    "provide", decision.evaluation(), reward=decision.v, indices=[i]
+                )
+            self._decisions[i] = decision
+        self.venv.step_async(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for i, decision in enumerate(self._decisions):
+            if decision is not None and dones[i]:
+                self.rule.observe(decision, infos[i], float(rewards[i]))
+        if self._actions is not None:
+            self._pending.advance(self._actions, dones)
+        return obs, rewards, dones, infos
+
+
+def _has_wrapper_attr(env: gym.Env, name: str) -> bool:
+    try:
+        env.get_wrapper_attr(name)
+    except AttributeError:
+        return False
+    return True
 
 
 def _correlation(fn, a: np.ndarray, b: np.ndarray) -> float:

@@ -1,0 +1,124 @@
+"""One search record for a VecEnv: however evaluations are spread, one file, one cache."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+
+from fnas_env.arch import Architecture
+from fnas_env.evaluators.base import Evaluation
+from fnas_env.record import SearchCounters, SearchRecord, record_kind
+from wrappers.pending import PendingArchitectures
+
+__all__ = ["VecSearchRecord"]
+
+
+class VecSearchRecord(VecEnvWrapper):
+    """The durable record of a search run on several envs (``SubprocVecEnv``, Ray, ...).
+
+    ## Description
+
+    Each NAS env keeps a record of what *it* scored; a search spread over worker
+    processes or machines needs one: this wrapper, in the process that runs the
+    controller, appends every architecture any env completes to one append-only
+    JSON-lines file (:class:`~fnas_env.record.SearchRecord`: fsynced per entry, so a
+    SIGKILL of the driver loses no completed evaluation) and serves repeats from it.
+    An architecture the record already holds a successful real evaluation of is
+    handed to the env that samples it again (``env_method("provide", ...)``) and is
+    not evaluated: it is recorded as ``"cached"``, whichever worker first paid for it.
+    A record file that exists is read first, so a search started on it resumes its
+    counters and its cache. Workers need no ``record_path`` of their own.
+
+    Put it directly on the VecEnv of NAS envs, under the UAC gate:
+    ``VecUncertaintyGate(VecSearchRecord(venv, path))``. Two envs completing the same
+    new architecture in the same step both evaluate it (the second result is kept).
+
+    ## Arguments
+
+    - ``venv``: a VecEnv of NAS envs (:class:`~fnas_env.env.NASEnv`, wrapped or not).
+    - ``path``: the JSON-lines record file (default None: in memory only).
+    - ``cache``: serve repeats from the record (default True).
+    - ``seed``: stored with every entry (default None).
+
+    ## Example
+
+    >>> venv = VecSearchRecord(make_vec_env("FNAS-Macro-v0", n_envs=2), "runs/macro/record.jsonl")
+    >>> venv.counters.activated
+    0
+    """
+
+    def __init__(
+        self,
+        venv: VecEnv,
+        path: str | os.PathLike | None = None,
+        cache: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(venv)
+        if not venv.has_attr("search_space"):
+            raise TypeError(
+                "VecSearchRecord wraps a VecEnv of fnas_env NAS envs (they have a "
+                "'search_space' attribute)"
+            )
+        self.search_space = venv.get_attr("search_space", indices=[0])[0]
+        one_shot = bool(venv.get_attr("one_shot", indices=[0])[0])
+        self.record = SearchRecord(path, seed=seed)
+        self.cache = bool(cache)
+        self._results: dict[Architecture, Evaluation] = self.record.results()
+        self._pending = PendingArchitectures(self.search_space, self.num_envs, one_shot)
+        self._actions: np.ndarray | None = None
+        self._completing: list[Architecture | None] = [None] * self.num_envs
+
+    @property
+    def counters(self) -> SearchCounters:
+        """The search's counters (activated, cached, surrogate, replayed, best reward, ...)."""
+        return self.record.counters
+
+    def is_cached(self, arch: Architecture) -> bool:
+        """Whether a repeat of ``arch`` is served from the record (free)."""
+        return self.cache and arch in self._results
+
+    def record_replay(self, arch: Architecture, reward: float) -> None:
+        """Append a ``"replayed"`` entry (an AEB replay: no evaluation, no cost)."""
+        self.record.append(
+            arch, Evaluation(accuracy=math.nan, cost=0.0, evaluated=False), reward, "replayed"
+        )
+
+    # ---- VecEnv API ---------------------------------------------------------------
+    def reset(self):
+        self._pending.reset()
+        return self.venv.reset()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+        self._completing = self._pending.completed_by(self._actions)
+        for i, arch in enumerate(self._completing):
+            if arch is not None and self.is_cached(arch):
+                served = self._results[arch].replace(cached=True, cost=0.0)
+                self.venv.env_method("provide", served, indices=[i])
+        self.venv.step_async(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for i, arch in enumerate(self._completing):
+            if arch is not None and dones[i]:
+                self._append(arch, infos[i], float(rewards[i]))
+        if self._actions is not None:
+            self._pending.advance(self._actions, dones)
+        return obs, rewards, dones, infos
+
+    def _append(self, arch: Architecture, info: dict[str, Any], reward: float) -> None:
+        evaluation = info.get("evaluation")
+        if not isinstance(evaluation, Evaluation):  # e.g. a worker that died for good
+            error = info.get("error", "the env reported no evaluation")
+            evaluation = Evaluation(accuracy=0.0, cost=0.0, failed=True, extras={"error": error})
+        kind = record_kind(evaluation)
+        reward = float(info.get("reward", reward))
+        self.record.append(arch, evaluation, reward, kind, wall_time=evaluation.cost or 0.0)
+        if kind == "evaluated" and not evaluation.failed:
+            self._results[arch] = evaluation.replace(cached=False)
