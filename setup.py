@@ -28,5 +28,10 @@ setup(
         "tqdm",
         "rich",
     ],
-    extras_require={"dev": ["pytest>=8", "ruff>=0.6"]},
+    extras_require={
+        # parallel evaluation on Ray (fnas_env.ray_vec_env.RayVecEnv)
+        "ray": ["ray>=2.9"],
+        # the test suite starts a local Ray, so the dev tools include the extra
+        "dev": ["pytest>=8", "ruff>=0.6", "ray>=2.9"],
+    },
 )

@@ -169,6 +169,7 @@ class RayVecEnv(VecEnv):
         self._env_fns = list(env_fns)
         self.max_retries = int(max_retries)
         self.failed_reward = float(failed_reward)
+        #: actors started to replace dead workers
         self.worker_restarts = 0
         self._actors = [self._remote.remote(fn) for fn in self._env_fns]
         try:
@@ -313,7 +314,6 @@ class RayVecEnv(VecEnv):
                 RuntimeWarning,
                 stacklevel=3,
             )
-            self.worker_restarts += 1
             self._replace(index)
             try:
                 ray.get(
@@ -349,6 +349,7 @@ class RayVecEnv(VecEnv):
         except Exception:  # noqa: BLE001 - already gone
             pass
         self._actors[index] = self._remote.remote(self._env_fns[index])
+        self.worker_restarts += 1
 
 
 def _stack(observations: list[Any]) -> np.ndarray:
