@@ -13,12 +13,18 @@ starts from them: ``--transfer-critic`` takes another task's critic, keeps its
 weights and re-scales it to this task's rewards (the paper's Table 5 transfer).
 
     python examples/fnas_search.py --architectures 30 --seed 0 --run-dir runs/fnas-mnas
+    python examples/fnas_search.py --workers 2 --run-dir runs/fnas-mnas-2  # on Ray
     tensorboard --logdir runs/fnas-mnas/tb
     python examples/fnas_search.py --dataset mnist --data-root data --download \
         --run-dir runs/mnist --pool runs/fnas-mnas/pool --transfer-critic runs/fnas-mnas/critic.pt
 
+With ``--workers N`` the architectures are trained by N Ray workers at once
+(``--ray-address`` joins a cluster; default: a local Ray on this machine's cores);
+the controller, the critic and the record stay in this process.
+
 Everything lands in ``--run-dir``: ``record.jsonl`` (every evaluated
-architecture, append-only; rerunning with the same folder resumes its counters),
+architecture, append-only; rerunning with the same folder resumes the search),
+``search.json`` (the reward's target T, reused by a resumed search),
 ``tb/`` (TensorBoard), ``pool/`` (the knowledge pool, unless ``--pool`` points
 elsewhere), ``critic.pt`` (UAC's V and U), ``aeb/`` (the experience buffer) and
 ``latency.json`` (measured latencies). ``--architectures`` counts trained
@@ -28,26 +34,36 @@ elsewhere), ``critic.pt`` (UAC's V and U), ``aeb/`` (the experience buffer) and
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
 import gymnasium as gym
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
 from tqdm import tqdm
 
 import fnas_env  # noqa: F401 - registers FNAS-MNAS-v0
 from agents.fnas_ppo import make_fnas_controller
 from agents.search import run_search
+from fnas_env.spaces import get_space
 from wrappers.aeb import ExperienceBuffer
 from wrappers.critic import UncertaintyCritic
-from wrappers.uac import UncertaintyGate
+from wrappers.record import VecSearchRecord
+from wrappers.uac import VecUncertaintyGate
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--architectures", type=int, default=30, help="architectures to train")
     p.add_argument("--seed", type=int, default=0, help="seed of controller, data split, init")
+    p.add_argument(
+        "--workers", type=int, default=1, help="architectures trained at once (>1: Ray workers)"
+    )
+    p.add_argument("--ray-address", default=None, help="Ray cluster to join (default: local)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray worker")
     p.add_argument("--run-dir", default="runs/fnas-mnas", help="folder for all outputs")
     p.add_argument(
         "--pool",
@@ -106,8 +122,9 @@ class ProxyLog(BaseCallback):
     trained: they count in the bar's postfix, not in its progress.
     """
 
-    def __init__(self, total: int, show: bool = True):
+    def __init__(self, record: VecSearchRecord, total: int, show: bool = True):
         super().__init__()
+        self.record = record
         self.bar = tqdm(total=total, unit="arch", disable=not show, dynamic_ncols=True)
         self.trusted = 0
 
@@ -126,7 +143,7 @@ class ProxyLog(BaseCallback):
                 self.logger.record_mean("akp/hit_ratio", info["pool_hit_ratio"])
                 self.logger.record_mean("akp/exact_ratio", info["pool_exact_ratio"])
                 self.logger.record_mean("akp/lookup_ms", info["pool_lookup_ms"])
-            best = self.training_env.get_attr("counters")[0].best_reward
+            best = self.record.counters.best_reward
             self.bar.set_postfix(
                 acc=f"{info['accuracy']:.1f}", best=f"{best:.2f}", trusted=self.trusted
             )
@@ -141,6 +158,8 @@ def main() -> None:
     args = parse_args()
     if args.architectures < 1:
         raise SystemExit("--architectures must be at least 1")
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
     start = time.perf_counter()
     torch.set_num_threads(1)  # proxy networks and a 100-unit LSTM: one thread is fastest
     run_dir = Path(args.run_dir)
@@ -148,15 +167,10 @@ def main() -> None:
     no_pool = args.pool is not None and args.pool.lower() == "none"
     pool = None if no_pool else Path(args.pool or run_dir / "pool")
     record_path = run_dir / "record.jsonl"
-    target = args.target if args.target == "base" else float(args.target)
-
-    # 1. the environment: one token per step; the last token trains the architecture
-    env = gym.make(
-        "FNAS-MNAS-v0",
+    env_kwargs = dict(
         dataset=args.dataset,
         data_root=args.data_root,
         download=args.download,
-        target=target,
         constraint=args.constraint,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -166,18 +180,48 @@ def main() -> None:
         max_train=args.max_train,
         max_val=args.max_val,
         cost_model=args.cost_model,
-        pool=pool,
+        pool=None if pool is None else str(pool),
         seed=args.seed,
-        latency_cache=run_dir / "latency.json",
-        record_path=record_path,
+        latency_cache=str(run_dir / "latency.json"),
     )
-    base = env.unwrapped
-    unit = base.evaluator.unit
 
-    # 2. UAC: a critic from an earlier search (file), else one transferred from a search
+    # 1. one reward definition per search: the target T is fixed once and kept in the run
+    #    folder, so a resumed search (and every worker) scores with the same T
+    settings_path = run_dir / "search.json"
+    if settings_path.exists():
+        target = json.loads(settings_path.read_text())["target"]
+    else:
+        target = args.target if args.target == "base" else float(args.target)
+        if target == "base":  # MobileNetV2's cost under this proxy config
+            probe = gym.make("FNAS-MNAS-v0", **env_kwargs, target="base")
+            target = probe.unwrapped.reward_config.target
+            probe.close()
+        settings_path.write_text(json.dumps({**vars(args), "target": target}, indent=1))
+    env_kwargs["target"] = target
+
+    # 2. the environments: one token per step; the last token trains the architecture.
+    #    Several workers: each env in a Ray actor, all sharing the pool folder
+    if args.workers > 1:
+        from fnas_env.ray_vec_env import make_ray_vec_env
+
+        venv = make_ray_vec_env(
+            "FNAS-MNAS-v0",
+            n_envs=args.workers,
+            env_kwargs=env_kwargs,
+            address=args.ray_address,
+            num_gpus=args.gpus_per_worker,
+        )
+    else:
+        venv = DummyVecEnv([lambda: Monitor(gym.make("FNAS-MNAS-v0", **env_kwargs))])
+    # the search's one durable record, in this process (a rerun resumes from it)
+    record = VecSearchRecord(venv, record_path, seed=args.seed)
+    unit = venv.get_attr("evaluator", indices=[0])[0].unit
+    space = get_space("mnas")
+
+    # 3. UAC: a critic from an earlier search (file), else one transferred from a search
     #    on another task (its weights, this task's reward scale), else rebuilt from this
-    #    run's record (a killed search loses nothing), else new; the gate skips training
-    #    of the architectures it is sure about
+    #    run's record (a killed search loses nothing), else new; the gate, in this
+    #    process, skips training of the architectures it is sure about
     critic_path = Path(args.critic or run_dir / "critic.pt")
     if critic_path.exists():
         critic = UncertaintyCritic.load(critic_path)
@@ -187,20 +231,19 @@ def main() -> None:
         if record_path.exists():
             critic.fit_record(record_path)
     else:
-        critic = UncertaintyCritic(base.search_space.embedding_dim, seed=args.seed)
+        critic = UncertaintyCritic(space.embedding_dim, seed=args.seed)
         if record_path.exists():
             critic.fit_record(record_path)
-    if args.uac:
-        env = UncertaintyGate(env, critic, warmup=args.uac_warmup)
+    env = VecUncertaintyGate(record, critic, warmup=args.uac_warmup) if args.uac else record
 
-    # 3. AEB: a small prioritized replay of past architectures, kept between runs
+    # 4. AEB: a small prioritized replay of past architectures, kept between runs
     aeb_path = run_dir / "aeb"
     buffer = None
     if args.aeb:
         has_buffer = (aeb_path / "buffer.json").exists()
         buffer = ExperienceBuffer.load(aeb_path) if has_buffer else ExperienceBuffer()
 
-    # 4. the controller: RecurrentPPO, one LSTM layer of 100 units, FNAS batch rules
+    # 5. the controller: RecurrentPPO, one LSTM layer of 100 units, FNAS batch rules
     model = make_fnas_controller(
         env,
         uac=args.uac,
@@ -210,12 +253,12 @@ def main() -> None:
         tensorboard_log=str(run_dir / "tb"),
     )
 
-    # 5. search: stop after --architectures trained architectures (trusted, cached and
+    # 6. search: stop after --architectures trained architectures (trusted, cached and
     #    replayed samples are free); AEB's beta follows this budget
     run_search(
         model,
         budget=args.architectures,
-        callback=ProxyLog(args.architectures, args.progress_bar),
+        callback=ProxyLog(record, args.architectures, args.progress_bar),
         tb_log_name="fnas",
     )
 
@@ -223,23 +266,26 @@ def main() -> None:
         critic.save(critic_path)
     if buffer is not None:
         buffer.save(aeb_path)
+    venv.close()
 
-    # 6. the best architecture found
-    record = base.record
-    best = max(record.evaluated(), key=lambda e: e.reward)
+    # 7. the best architecture found
+    best = max(record.record.evaluated(), key=lambda e: e.reward)
     wall = time.perf_counter() - start
     counters = record.counters
     print(
         f"architectures: {counters.sampled} sampled, {counters.activated} trained "
         f"({counters.failed} failed), {counters.surrogate} rewarded by the critic, "
-        f"{counters.replayed} replayed"
+        f"{counters.cached} repeats served from the record, {counters.replayed} replayed"
     )
     print(f"best architecture: {best.arch}")
     print(f"  accuracy {best.accuracy:.2f}%", end="  ")
     print(f"latency {best.latency:.3f} {unit}  reward {best.reward:.3f}")
-    print(f"  target latency T = {base.reward_config.target:.3f} {unit} ({args.constraint})")
+    print(f"  target latency T = {target:.3f} {unit} ({args.constraint})")
     per_arch = counters.cost / max(1, counters.activated)
-    print(f"wall time {wall:.0f} s; mean evaluation cost {per_arch:.1f} s per architecture")
+    print(
+        f"wall time {wall:.0f} s with {args.workers} worker(s); mean evaluation cost "
+        f"{per_arch:.1f} s per architecture"
+    )
     print(f"search record: {record_path}")
     print(f"tensorboard logs: {run_dir / 'tb'}")
     if args.uac:
@@ -247,7 +293,9 @@ def main() -> None:
     if buffer is not None:
         print(f"experience buffer: {aeb_path} ({len(buffer)} entries)")
     if pool is not None:
-        print(f"knowledge pool: {pool} ({len(base.evaluator.pool)} blocks)")
+        from fnas_env.knowledge_pool import KnowledgePool
+
+        print(f"knowledge pool: {pool} ({len(KnowledgePool(pool))} blocks)")
     else:
         print("knowledge pool: off")
 
