@@ -100,8 +100,8 @@ def make_mnas_env(
     lr: float = 0.1,
     resolution: int | None = None,
     width: float = 0.5,
-    cost_model: str = "measured",
-    pool: PathLike = None,
+    cost_model: str = "lut",
+    pool: PathLike | str = "temporary",
     seed: int = 0,
     data_root: PathLike = None,
     download: bool = False,
@@ -110,6 +110,8 @@ def make_mnas_env(
     max_val: int | None = None,
     num_threads: int | None = 1,
     latency_cache: PathLike = None,
+    latency_table: PathLike | str = "machine",
+    device: str = "auto",
     one_shot: bool = False,
     record_path: PathLike = None,
     render_mode: str | None = None,
@@ -117,12 +119,18 @@ def make_mnas_env(
 ) -> NASEnv:
     """MnasNet search space with real proxy training (``FNAS-MNAS-v0``).
 
-    Each architecture is trained for ``epochs`` on ``dataset`` (default:
-    scikit-learn's bundled 8x8 digits, offline) and scored with MnasNet's reward
-    against ``target``. The defaults (3 epochs of batch 128 at lr 0.1, SGD
-    Nesterov with cosine decay, width 0.5, 8x8 inputs, one thread) train one
-    candidate in about 33 steps; see ``benchmarks/results/mnas_env.md`` for the
-    measured seconds per architecture.
+    Each architecture is initialised from the Architecture Knowledge Pool, trained
+    for ``epochs`` on ``dataset`` (default: scikit-learn's bundled 8x8 digits,
+    offline) and scored with MnasNet's reward against ``target``. The defaults
+    (3 epochs of batch 128 at lr 0.1, SGD Nesterov with cosine decay, width 0.5,
+    8x8 inputs, one thread, BatchNorm statistics recalibrated on 512 training
+    images before validation) train one candidate in 33 steps; see
+    ``benchmarks/results/mnas_env.md`` for the measured seconds per architecture
+    and what each part of an evaluation costs.
+
+    The last step's info has the evaluation's extras; with a pool (the default)
+    ``pool_hit_ratio`` and ``pool_exact_ratio`` (0.0 for the first architecture,
+    on an empty pool) among them.
 
     Args:
         dataset: ``"digits"``, ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``,
@@ -136,11 +144,21 @@ def make_mnas_env(
         lr: peak learning rate of SGD with Nesterov momentum (default 0.1).
         resolution: input side length (default None: the dataset's, 8 for digits).
         width: channel multiplier of the proxy networks (default 0.5).
-        cost_model: ``"measured"`` (batch-1 CPU latency, ms; default),
-            ``"lut"`` (per-layer lookup table, ms) or ``"macs"`` (millions of MACs,
-            deterministic across machines).
-        pool: folder of an Architecture Knowledge Pool to initialise candidates
-            from and store them into (default None: train from scratch).
+        cost_model: ``"lut"`` (default: batch-1 CPU latency in ms predicted from a
+            per-layer lookup table that is measured once per machine and kept in
+            ``latency_table``, so the same architecture gets the same latency, and
+            ``T`` the same value, in every search on this machine),
+            ``"measured"`` (batch-1 CPU latency in ms, timed live for each
+            architecture; varies a few percent or more between runs) or ``"macs"``
+            (millions of MACs, deterministic across machines). Latency is measured
+            on the CPU whatever ``device`` trains.
+        pool: the Architecture Knowledge Pool candidates are initialised from and
+            stored into. ``"temporary"`` (default): a new pool in a temporary
+            folder for the env's life, deleted when the env is closed or garbage
+            collected; a folder path: a persistent pool (shared by the searches and
+            tasks that use it; ``"./temporary"`` for a folder of that name); None:
+            no pool, every candidate trains from scratch (then the same
+            architecture and seed give the same accuracy).
         seed: dataset split, weight initialisation and shuffling (default 0).
         data_root: folder of torchvision datasets (default ``$FNAS_DATA_DIR`` or
             ``~/.cache/fnas/data``).
@@ -150,46 +168,87 @@ def make_mnas_env(
         max_val: cap on validation images (default None).
         num_threads: torch threads for training (default 1: proxy networks are
             too small to gain from more, and parallel envs each get one core).
-        latency_cache: JSON file that keeps measured latencies across runs
-            (default None: in memory).
+        latency_cache: JSON file of every cost this search used, the target ``T``
+            included (default None: in memory). A later env given the same file
+            (e.g. a resumed search) reuses those values exactly, without measuring.
+        latency_table: JSON file of the ``"lut"`` cost model's part latencies and
+            calibration. ``"machine"`` (default): the per-machine file
+            ``$FNAS_CACHE_DIR/latency_lut.json`` (``~/.cache/fnas`` by default); a
+            path; or None (in memory: timed again by every env).
+        device: where proxy training runs: ``"auto"`` (default: ``"cuda"`` when
+            ``torch.cuda.is_available()``, else ``"cpu"``), ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"``. On CUDA, training uses mixed precision (bfloat16, or
+            float16 with loss scaling); the CPU path is float32.
         one_shot: one action is a whole architecture (``MultiDiscrete``).
         record_path: JSON-lines file of the durable search record (default None).
         cache: serve an architecture this search already trained its recorded result,
             at no cost (default True; False trains repeats again).
         render_mode: None or ``"ansi"``.
-    """
-    from fnas_env.evaluators.proxy import ProxyEvaluator, base_architecture
-    from fnas_env.latency import LatencyModel
-    from fnas_env.training import TrainConfig
 
+    Raises:
+        ValueError: an unknown ``device`` (or ``"cuda"`` on a machine without
+            CUDA), ``cost_model``, ``target`` or ``constraint``.
+    """
+    import weakref
+
+    from fnas_env.evaluators.proxy import ProxyEvaluator, base_architecture
+    from fnas_env.latency import LatencyModel, default_table_path
+    from fnas_env.training import TrainConfig, resolve_device
+
+    resolved = resolve_device(device)  # fails fast, before the data is loaded
+    if isinstance(latency_table, str) and latency_table == "machine":
+        latency_table = default_table_path()
     train = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
         seed=seed,
         num_threads=num_threads,
+        bn_recalibration=512,  # as good a ranking as 2048 images, a third of the time
     )
     data_kwargs = dict(root=data_root, download=download, classes=classes)
     data_kwargs.update(max_train=max_train, max_val=max_val, resolution=resolution)
+    latency = LatencyModel(cost_model, cache_path=latency_cache, table_path=latency_table)
     evaluator = ProxyEvaluator(
         "mnas",
         dataset,
         train_config=train,
-        latency_model=LatencyModel(cost_model, cache_path=latency_cache),
+        latency_model=latency,
         pool=pool,
         seed=seed,
         data_kwargs=data_kwargs,
+        device=resolved,
         width=width,
     )
-    if target == "base":
-        target = evaluator.cost_of(base_architecture())
-    elif isinstance(target, str):
-        raise ValueError(f"target must be a number, 'base' or None, got {target!r}")
-    return NASEnv(
-        evaluator,
-        reward_config(constraint, target, evaluator.objective),
-        one_shot=one_shot,
-        record_path=record_path,
-        render_mode=render_mode,
-        cache=cache,
-    )
+    try:
+        if target == "base":
+            target = evaluator.cost_of(base_architecture())
+        elif isinstance(target, str):
+            raise ValueError(f"target must be a number, 'base' or None, got {target!r}")
+        env = NASEnv(
+            evaluator,
+            reward_config(constraint, target, evaluator.objective),
+            one_shot=one_shot,
+            record_path=record_path,
+            render_mode=render_mode,
+            cache=cache,
+        )
+    except BaseException:
+        evaluator.close()  # a temporary pool does not outlive a failed construction
+        raise
+
+    # env.close() also deletes a temporary pool (the evaluator's finalizer covers
+    # garbage collection); a weak reference keeps the env free of a reference cycle
+    env_ref = weakref.ref(env)
+    env_close = type(env).close
+
+    def close() -> None:
+        try:
+            owner = env_ref()
+            if owner is not None:
+                env_close(owner)
+        finally:
+            evaluator.close()
+
+    env.close = close  # type: ignore[method-assign]
+    return env

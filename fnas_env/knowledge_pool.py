@@ -239,6 +239,8 @@ def _copy_into(source: torch.Tensor, target: torch.Tensor) -> None:
             f"({tuple(source.shape)} -> {tuple(target.shape)})"
         )
     with torch.no_grad():
+        if source.device != target.device:  # stored on the CPU, training on a GPU
+            source = source.to(target.device)
         if source.shape == target.shape:
             target.copy_(source)
             return
@@ -327,6 +329,10 @@ class KnowledgePool:
             None (default) takes the pool's value, or fixes it at the first store.
             A value that differs from the one an existing pool holds raises
             ``ValueError``.
+        durable: fsync every file a store writes (default True), so a crash or
+            power loss never leaves a torn pool; False skips the fsyncs (a
+            throw-away pool, e.g. ``FNAS-MNAS-v0``'s temporary one). The index is
+            replaced atomically either way.
 
     Example::
 
@@ -337,7 +343,11 @@ class KnowledgePool:
     """
 
     def __init__(
-        self, path: str | os.PathLike, capacity: int = 1000, iterations: int | None = None
+        self,
+        path: str | os.PathLike,
+        capacity: int = 1000,
+        iterations: int | None = None,
+        durable: bool = True,
     ) -> None:
         if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
             raise ValueError(
@@ -347,6 +357,7 @@ class KnowledgePool:
             iterations = _check_iterations(iterations)
         self.path = Path(path)
         self.capacity = capacity
+        self.durable = bool(durable)
         self.counters = PoolCounters()
         self._iterations = iterations
         self._index_iterations: int | None = None
@@ -617,7 +628,7 @@ class KnowledgePool:
             for position, embedding, label, data in blocks:
                 entry_id = uuid.uuid4().hex
                 file = f"{TENSOR_DIR}/{entry_id}.safetensors"
-                _write_durable(self.path / file, data)
+                _write_durable(self.path / file, data, self.durable)
                 key = tuple(float(x) for x in embedding)
                 entries[(arch.space, position, key)] = PoolEntry(
                     entry_id, arch.space, position, key, label, file, arch_str,
@@ -643,9 +654,10 @@ class KnowledgePool:
         }
         index = self.path / INDEX_NAME
         tmp = self.path / f".{INDEX_NAME}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-        _write_durable(tmp, json.dumps(data, separators=(",", ":")).encode())
+        _write_durable(tmp, json.dumps(data, separators=(",", ":")).encode(), self.durable)
         os.replace(tmp, index)
-        _fsync_dir(self.path)
+        if self.durable:
+            _fsync_dir(self.path)
         self._load(data)
         st = os.stat(index)
         self._signature = (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -711,11 +723,12 @@ def _model_parts(model: nn.Module, space: SearchSpace) -> dict[str, nn.Module]:
     return parts
 
 
-def _write_durable(path: Path, data: bytes) -> None:
+def _write_durable(path: Path, data: bytes, fsync: bool = True) -> None:
     with open(path, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _fsync_dir(path: Path) -> None:

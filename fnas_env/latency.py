@@ -8,8 +8,12 @@ device. :class:`LatencyModel` gives it in one of three ways (``cost_model``):
   thread count restored afterwards). Milliseconds.
 - ``"lut"``: a :class:`LatencyTable` (lookup table): the stem, every layer (or
   cell) and the head are timed once per distinct configuration and input shape,
-  and an architecture's latency is predicted as the sum of its parts, so most
-  architectures of a search need no timing at all. Milliseconds.
+  and an architecture's latency is predicted as the sum of its parts times one
+  calibration scale per model config (fitted once on a fixed set of
+  architectures), so most architectures of a search need no timing at all.
+  Kept in a per-machine file (``FNAS-MNAS-v0`` default:
+  :func:`default_table_path`), the table gives the same number for the same
+  architecture in every process on that machine. Milliseconds.
 - ``"macs"``: multiply-accumulates (``count_macs_params``), a
   hardware-independent cost. Millions of MACs.
 
@@ -18,6 +22,26 @@ in a JSON file (written to a temporary file then ``os.replace``-d, so a killed
 process never leaves a half-written cache; a corrupt file is reported with a
 warning and replaced on the next write). A cache file belongs to one machine
 and one thread count (the count is part of each key).
+
+Latency is always a batch-1 forward pass on this machine's CPU, whatever device
+the proxy training uses.
+
+Cache file format (JSON, ``"version": 1``): ``host`` and ``torch`` (provenance)
+and one object per section, each mapping a key to a value:
+
+- ``measured``, ``predicted``, ``macs``: the cost of one architecture under the
+  ``measured``, ``lut`` and ``macs`` cost models; key
+  ``"<space>:<architecture string>@<config id>[@t<threads>]"``;
+- ``lut``: one part's latency (ms); key ``"<sha1 of part repr and input
+  shape>@t<threads>"``;
+- ``calibration``: ``[architecture, measured ms, part sum ms]`` triples; key
+  ``"<space>:<config id>@t<threads>"``;
+- ``configs``: the :class:`ProxyModelConfig` fields behind each config id.
+
+A search's cache file (``LatencyModel(cache_path=...)``, ``FNAS-MNAS-v0``'s
+``latency_cache``) thus keeps every cost the search used, the target ``T`` (the
+base architecture's entry) included, and a resumed search reads them back
+instead of measuring again.
 """
 
 from __future__ import annotations
@@ -34,6 +58,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,6 +71,7 @@ __all__ = [
     "LatencyCache",
     "LatencyModel",
     "LatencyTable",
+    "default_table_path",
     "measure_times",
     "model_parts",
     "time_module",
@@ -53,7 +79,21 @@ __all__ = [
 
 COST_MODELS = ("measured", "lut", "macs")
 _CACHE_VERSION = 1
-_SECTIONS = ("measured", "lut", "calibration", "macs", "configs")
+_SECTIONS = ("measured", "predicted", "lut", "calibration", "macs", "configs")
+#: the cache section of each cost model's per-architecture values
+_ARCH_SECTIONS = {"measured": "measured", "lut": "predicted", "macs": "macs"}
+#: seed of the fixed calibration architectures of a :class:`LatencyTable`
+CALIBRATION_SEED = 0
+
+
+def default_table_path() -> Path:
+    """The per-machine lookup-table file: ``$FNAS_CACHE_DIR/latency_lut.json``.
+
+    ``FNAS_CACHE_DIR`` defaults to ``~/.cache/fnas``. One file per machine: point
+    ``FNAS_CACHE_DIR`` elsewhere where a home folder is shared between machines.
+    """
+    root = os.environ.get("FNAS_CACHE_DIR") or "~/.cache/fnas"
+    return Path(root).expanduser() / "latency_lut.json"
 
 
 def _check_timing_args(threads: int, warmup: int, repeats: int, max_seconds: float) -> None:
@@ -176,14 +216,16 @@ def _part_shapes(model: nn.Module, parts: list[nn.Module], config: ProxyModelCon
 
         return hook
 
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
     hooks = [p.register_forward_pre_hook(recorder(i)) for i, p in enumerate(parts)]
+    was_training = model.training
     try:
-        was_training = model.training
         model.eval()
         with torch.inference_mode():
-            model(torch.zeros(config.input_shape(1)))
-        model.train(was_training)
+            model(torch.zeros(config.input_shape(1), device=device))
     finally:
+        model.train(was_training)
         for h in hooks:
             h.remove()
     return [shapes[i] for i in range(len(parts))]
@@ -249,16 +291,21 @@ class LatencyCache:
             self.save()
 
     def __len__(self) -> int:
-        return sum(len(self._data[s]) for s in ("measured", "lut", "macs"))
+        return sum(len(self._data[s]) for s in ("measured", "predicted", "lut", "macs"))
+
+    def refresh(self) -> None:
+        """Merge in what other processes wrote to the file (values held here win)."""
+        if self.path is None or not self.path.exists():
+            return
+        for section, values in self._read().items():
+            for key, value in values.items():
+                self._data[section].setdefault(key, value)
 
     def save(self) -> None:
         """Write the cache atomically (no-op without a path)."""
         if self.path is None:
             return
-        on_disk = self._read() if self.path.exists() else {}
-        for section, values in on_disk.items():
-            for key, value in values.items():
-                self._data[section].setdefault(key, value)
+        self.refresh()
         payload = {
             "version": _CACHE_VERSION,
             "host": platform.node(),
@@ -299,10 +346,13 @@ class LatencyTable:
     A part timed alone, over and over, runs with warm caches; inside a whole
     network it does not, so the plain sum underestimates (by about 3x for
     digits-size proxies on the development machine). The table therefore
-    calibrates one scale factor per model config: the first
-    ``calibration_archs`` architectures it sees are also timed whole, their
-    measured latency is returned as is, and later predictions are
-    ``scale * sum(parts)`` with ``scale = sum(measured) / sum(part sums)``. The
+    calibrates one scale factor per space and model config: before its first
+    prediction, ``calibration_archs`` fixed architectures (sampled with seed
+    :data:`CALIBRATION_SEED`, whatever the search samples) are timed whole, and
+    every prediction is ``scale * sum(parts)`` with
+    ``scale = sum(measured) / sum(part sums)``. Every architecture, the
+    calibration ones included, is predicted the same way, so a table kept in a
+    file gives the same number for the same architecture in every process. The
     scale does not change rankings; ``benchmarks/latency_lut.py`` reports the
     error with and without it.
 
@@ -311,8 +361,8 @@ class LatencyTable:
         warmup: untimed runs per part. Default 2.
         repeats: timed runs per part at most. Default 10.
         max_seconds: time budget per part. Default 0.1.
-        calibration_archs: architectures per config timed whole to fit the
-            scale; 0 turns calibration off (scale 1). Default 5.
+        calibration_archs: fixed architectures per space and config timed whole
+            to fit the scale; 0 turns calibration off (scale 1). Default 5.
         network_timing: keyword arguments of :func:`measure_times` for the
             calibration timings (default: its defaults).
         cache: where part latencies and calibration pairs are kept; ``None``
@@ -344,95 +394,144 @@ class LatencyTable:
         #: number of whole networks timed for calibration
         self.calibrations = 0
         self._predictions: dict[str, float] = {}
+        self._scales: dict[str, float] = {}
 
     def _part_key(self, part: nn.Module, shape: tuple[int, ...]) -> str:
         digest = hashlib.sha1(f"{part!r}|{shape}".encode()).hexdigest()[:20]
         return f"{digest}@t{self.threads}"
 
-    def part_latencies(self, arch: Architecture, config: ProxyModelConfig) -> list[float]:
-        """Latency (ms) of each part of ``arch``'s network; times parts not yet in the table."""
-        model = build_model(arch, config)
-        parts = model_parts(model)
-        out, dirty = [], False
-        for part, shape in zip(parts, _part_shapes(model, parts, config)):
-            key = self._part_key(part, shape)
-            value = self.cache.get("lut", key)
-            if value is None:
-                x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-                value = statistics.median(
-                    time_module(
-                        part,
-                        x,
-                        threads=self.threads,
-                        warmup=self.warmup,
-                        repeats=self.repeats,
-                        max_seconds=self.max_seconds,
-                    )
+    def part_latencies(
+        self, arch: Architecture, config: ProxyModelConfig, model: nn.Module | None = None
+    ) -> list[float]:
+        """Latency (ms) of each part of ``arch``'s network; times parts not yet in the table.
+
+        ``model``, if given, must be ``arch``'s network under ``config`` (e.g. the one
+        just trained, on any device): it only names the parts, so the table needs no
+        network of its own unless a part is missing. Parts are always timed on a
+        freshly built CPU network.
+        """
+        named = model if model is not None else build_model(arch, config)
+        parts = model_parts(named)
+        keys = [
+            self._part_key(part, shape)
+            for part, shape in zip(parts, _part_shapes(named, parts, config))
+        ]
+        values = [self.cache.get("lut", key) for key in keys]
+        missing = [i for i, v in enumerate(values) if v is None]
+        if not missing:
+            return values
+        fresh = build_model(arch, config) if model is not None else named
+        fresh_parts = model_parts(fresh)
+        shapes = _part_shapes(fresh, fresh_parts, config)
+        for i in missing:
+            if self._part_key(fresh_parts[i], shapes[i]) != keys[i]:
+                raise ValueError(
+                    f"the model given for {arch} is not its network under this config "
+                    f"(part {i} differs)"
                 )
-                self.measurements += 1
-                self.cache.put("lut", key, value, save=False)
-                dirty = True
-            out.append(value)
-        if dirty:  # one file write per architecture, not per part
-            self.cache.save()
-        return out
+            timed = self.cache.get("lut", keys[i])
+            if timed is not None:  # a repeat of a part timed above (same layer, same input)
+                values[i] = timed
+                continue
+            x = torch.randn(shapes[i], generator=torch.Generator().manual_seed(0))
+            value = statistics.median(
+                time_module(
+                    fresh_parts[i],
+                    x,
+                    threads=self.threads,
+                    warmup=self.warmup,
+                    repeats=self.repeats,
+                    max_seconds=self.max_seconds,
+                )
+            )
+            self.measurements += 1
+            self.cache.put("lut", keys[i], value, save=False)
+            values[i] = value
+        self.cache.save()  # one file write per architecture, not per part
+        return values
 
-    def raw(self, arch: Architecture, config: ProxyModelConfig) -> float:
+    def raw(
+        self, arch: Architecture, config: ProxyModelConfig, model: nn.Module | None = None
+    ) -> float:
         """Uncalibrated prediction (ms): the plain sum of the part latencies."""
-        return float(sum(self.part_latencies(arch, config)))
+        return float(sum(self.part_latencies(arch, config, model)))
 
-    def _calibration_key(self, config: ProxyModelConfig) -> str:
-        return f"{_config_id(config)}@t{self.threads}"
+    def _calibration_key(self, space: str, config: ProxyModelConfig) -> str:
+        return f"{space}:{_config_id(config)}@t{self.threads}"
 
-    def calibration_pairs(self, config: ProxyModelConfig) -> list[tuple[str, float, float]]:
-        """``(arch string, measured ms, part sum ms)`` of the calibration architectures."""
-        pairs = self.cache.get("calibration", self._calibration_key(config)) or []
+    def calibration_set(self, space: str) -> list[Architecture]:
+        """The fixed architectures of ``space`` the scale is fitted on (seeded sampling)."""
+        rng = np.random.default_rng(CALIBRATION_SEED)
+        search_space = get_space(space)
+        return [search_space.sample(rng) for _ in range(self.calibration_archs)]
+
+    def calibration_pairs(
+        self, space: str, config: ProxyModelConfig
+    ) -> list[tuple[str, float, float]]:
+        """``(arch string, measured ms, part sum ms)`` of ``space``'s calibration architectures."""
+        pairs = self.cache.get("calibration", self._calibration_key(space, config)) or []
         return [(str(a), float(m), float(r)) for a, m, r in pairs]
 
-    def scale(self, config: ProxyModelConfig) -> float:
-        """The calibration factor for ``config`` (1.0 until calibrated or with calibration off)."""
-        pairs = self.calibration_pairs(config)
-        if self.calibration_archs == 0 or not pairs:
+    def scale(self, space: str, config: ProxyModelConfig) -> float:
+        """The calibration factor (1.0 with calibration off); calibrates first if needed."""
+        if self.calibration_archs == 0:
             return 1.0
-        return sum(m for _, m, _ in pairs) / sum(r for _, _, r in pairs)
+        key = self._calibration_key(space, config)
+        if key not in self._scales:  # fixed for the life of this table
+            self.calibrate(space, config)
+            pairs = self.calibration_pairs(space, config)
+            self._scales[key] = sum(m for _, m, _ in pairs) / sum(r for _, _, r in pairs)
+        return self._scales[key]
 
-    def calibrated(self, config: ProxyModelConfig) -> bool:
-        """Whether the scale for ``config`` rests on ``calibration_archs`` architectures."""
-        return len(self.calibration_pairs(config)) >= self.calibration_archs
+    def calibrated(self, space: str, config: ProxyModelConfig) -> bool:
+        """Whether every calibration architecture of ``space`` is timed for ``config``."""
+        done = {a for a, _, _ in self.calibration_pairs(space, config)}
+        return all(_label(a) in done for a in self.calibration_set(space))
 
-    def calibrate(self, arch: Architecture, config: ProxyModelConfig) -> float:
-        """Time ``arch`` whole, add it to ``config``'s calibration pairs; its latency (ms)."""
-        measured = float(
-            statistics.median(
-                measure_times(arch, config, threads=self.threads, **self.network_timing)
+    def calibrate(self, space: str, config: ProxyModelConfig) -> None:
+        """Time the calibration architectures not yet timed for ``config`` (whole and by part)."""
+        done = {a for a, _, _ in self.calibration_pairs(space, config)}
+        todo = [a for a in self.calibration_set(space) if _label(a) not in done]
+        if not todo:
+            return
+        new = []
+        for arch in todo:
+            measured = float(
+                statistics.median(
+                    measure_times(arch, config, threads=self.threads, **self.network_timing)
+                )
             )
-        )
-        self.calibrations += 1
-        label = f"{arch.space}:{get_space(arch.space).to_string(arch)}"
-        pairs = [list(p) for p in self.calibration_pairs(config) if p[0] != label]
-        pairs.append([label, measured, self.raw(arch, config)])
-        self.cache.put("calibration", self._calibration_key(config), pairs, config)
-        return measured
+            self.calibrations += 1
+            new.append([_label(arch), measured, self.raw(arch, config)])
+        self.cache.refresh()  # another process may have calibrated meanwhile: keep its pairs
+        if self.calibrated(space, config):
+            return
+        pairs = [list(p) for p in self.calibration_pairs(space, config)]
+        labels = {p[0] for p in pairs}
+        pairs += [p for p in new if p[0] not in labels]
+        self.cache.put("calibration", self._calibration_key(space, config), pairs, config)
 
-    def predict(self, arch: Architecture, config: ProxyModelConfig) -> float:
-        """Predicted batch-1 latency (ms) of ``arch`` under ``config``.
+    def predict(
+        self, arch: Architecture, config: ProxyModelConfig, model: nn.Module | None = None
+    ) -> float:
+        """Predicted batch-1 latency (ms) of ``arch`` under ``config``: scale x part sum.
 
-        While ``config`` is not yet calibrated, ``arch`` is timed whole (and its
-        measured latency returned) to calibrate it.
+        ``model``: optionally ``arch``'s network under ``config`` (see
+        :meth:`part_latencies`), which saves building one.
         """
         key = _arch_key(arch, config, self.threads)
-        if key in self._predictions:
-            return self._predictions[key]
-        if not self.calibrated(config):
-            value = self.calibrate(arch, config)
-        else:
-            value = self.scale(config) * self.raw(arch, config)
-        self._predictions[key] = value
-        return value
+        if key not in self._predictions:
+            scale = self.scale(arch.space, config)
+            self._predictions[key] = scale * self.raw(arch, config, model)
+        return self._predictions[key]
 
     def __len__(self) -> int:
         """Number of part entries in the table."""
         return len(self.cache._data["lut"])
+
+
+def _label(arch: Architecture) -> str:
+    return f"{arch.space}:{get_space(arch.space).to_string(arch)}"
 
 
 class LatencyModel:
@@ -440,8 +539,8 @@ class LatencyModel:
 
     Args:
         cost_model: ``"measured"`` (default; time the whole network, ms),
-            ``"lut"`` (sum of per-part timings from a :class:`LatencyTable`, ms) or
-            ``"macs"`` (millions of multiply-accumulates).
+            ``"lut"`` (calibrated sum of per-part timings from a
+            :class:`LatencyTable`, ms) or ``"macs"`` (millions of multiply-accumulates).
         threads: torch intra-op threads while timing (restored after). Default 1,
             the most repeatable on a shared machine.
         warmup: untimed runs before timing a network. Default 3.
@@ -449,11 +548,17 @@ class LatencyModel:
         max_seconds: time budget per network (warm-up plus timed runs, at least
             5 timed runs). Default 0.4, so a proxy-size network costs about half a
             second with its construction.
-        cache_path: JSON file caching results across processes (one per machine);
-            ``None`` (default) caches in memory only.
+        cache_path: JSON file of every architecture's cost (the search's record of
+            the costs it used; see the module docstring for the format); ``None``
+            (default) caches in memory only. A value found there is returned as is,
+            never measured again.
+        table_path: JSON file of the ``lut`` model's part latencies and calibration
+            (one per machine, shared by every search on it, e.g.
+            :func:`default_table_path`). Default None: kept with ``cache_path``.
 
     Example:
-        >>> lat = LatencyModel("measured", cache_path="runs/latency.json")  # doctest: +SKIP
+        >>> lat = LatencyModel("lut", cache_path="runs/latency.json",
+        ...                    table_path=default_table_path())  # doctest: +SKIP
         >>> lat.latency(arch, ProxyModelConfig.digits())  # doctest: +SKIP
         3.1
     """
@@ -466,6 +571,7 @@ class LatencyModel:
         repeats: int = 15,
         max_seconds: float = 0.4,
         cache_path: str | os.PathLike | None = None,
+        table_path: str | os.PathLike | None = None,
     ) -> None:
         if cost_model not in COST_MODELS:
             raise ValueError(f"cost_model must be one of {COST_MODELS}, got {cost_model!r}")
@@ -477,12 +583,15 @@ class LatencyModel:
         self.max_seconds = max_seconds
         self.cache = LatencyCache(cache_path)
         timing = dict(warmup=warmup, repeats=repeats, max_seconds=max_seconds)
-        self.table = (
-            LatencyTable(threads=threads, network_timing=timing, cache=self.cache)
-            if cost_model == "lut"
-            else None
-        )
-        #: number of whole networks timed or counted so far (cache misses)
+        self.table = None
+        if cost_model == "lut":
+            same = table_path is None or (
+                cache_path is not None and Path(table_path) == Path(cache_path)
+            )
+            table_cache = self.cache if same else LatencyCache(table_path)
+            self.table = LatencyTable(threads=threads, network_timing=timing, cache=table_cache)
+        #: number of architecture costs computed so far (cache misses: timed, predicted
+        #: or counted)
         self.measurements = 0
 
     @property
@@ -490,26 +599,40 @@ class LatencyModel:
         """``"ms"``, or ``"MMACs"`` for the ``macs`` cost model."""
         return "MMACs" if self.cost_model == "macs" else "ms"
 
-    def latency(self, arch: Architecture, config: ProxyModelConfig) -> float:
-        """Cost of ``arch`` under ``config`` in :attr:`unit` (cached)."""
+    def latency(
+        self, arch: Architecture, config: ProxyModelConfig, model: nn.Module | None = None
+    ) -> float:
+        """Cost of ``arch`` under ``config`` in :attr:`unit` (cached per architecture).
+
+        Args:
+            arch: the architecture.
+            config: the proxy network settings.
+            model: optionally ``arch``'s network under ``config`` (trained or not,
+                on any device); the ``lut`` and ``macs`` models then read its parts
+                instead of building a network. ``measured`` always times a fresh
+                CPU network.
+        """
         if not isinstance(arch, Architecture):
             raise TypeError(f"latency() takes an Architecture, got {type(arch).__name__}")
         if not isinstance(config, ProxyModelConfig):
             raise TypeError(f"config must be a ProxyModelConfig, got {type(config).__name__}")
-        if self.table is not None:
-            return self.table.predict(arch, config)
-        section = self.cost_model
-        key = _arch_key(arch, config, self.threads if section == "measured" else None)
+        section = _ARCH_SECTIONS[self.cost_model]
+        key = _arch_key(arch, config, None if self.cost_model == "macs" else self.threads)
         value = self.cache.get(section, key)
         if value is None:
-            value = self._measure(arch, config)
+            value = self._measure(arch, config, model)
             self.measurements += 1
             self.cache.put(section, key, value, config)
         return value
 
-    def _measure(self, arch: Architecture, config: ProxyModelConfig) -> float:
+    def _measure(
+        self, arch: Architecture, config: ProxyModelConfig, model: nn.Module | None = None
+    ) -> float:
+        if self.table is not None:
+            return float(self.table.predict(arch, config, model))
         if self.cost_model == "macs":
-            return count_macs_params(build_model(arch, config), config).macs / 1e6
+            net = model if model is not None else build_model(arch, config)
+            return count_macs_params(net, config).macs / 1e6
         times = measure_times(
             arch,
             config,
@@ -521,7 +644,9 @@ class LatencyModel:
         return float(statistics.median(times))
 
     def __repr__(self) -> str:
+        table = self.table.cache.path if self.table is not None else None
         return (
             f"LatencyModel(cost_model={self.cost_model!r}, threads={self.threads}, "
-            f"cache_path={str(self.cache.path) if self.cache.path else None!r})"
+            f"cache_path={str(self.cache.path) if self.cache.path else None!r}"
+            + (f", table_path={str(table)!r})" if table is not None else ")")
         )

@@ -128,6 +128,34 @@ def test_round_trip_reopen_and_safetensors(tmp_path: Path) -> None:
     assert stats.lookup_ms >= 0 and json.dumps(stats.as_dict())
 
 
+def test_non_durable_pool_skips_fsync_and_round_trips(tmp_path: Path, monkeypatch) -> None:
+    import fnas_env.knowledge_pool as kp
+
+    synced = []
+    monkeypatch.setattr(kp.os, "fsync", lambda fd: synced.append(fd))
+    arch = SPACE.sample(np.random.default_rng(4))
+    trained = ToyNet(arch, seed=1)
+    assert KnowledgePool(tmp_path / "fast", durable=False).store(trained, arch, iterations=5)
+    assert synced == []
+    fresh = ToyNet(arch, seed=2)
+    assert KnowledgePool(tmp_path / "fast").initialise(fresh, arch).hit_ratio == 1.0
+    assert states_equal(fresh, trained)
+    assert KnowledgePool(tmp_path / "durable").store(trained, arch, iterations=5)
+    assert len(synced) >= 9 + 2  # every tensor file, the index and the folder
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_initialise_a_model_on_the_gpu(tmp_path: Path) -> None:
+    arch = SPACE.sample(np.random.default_rng(5))
+    trained = ToyNet(arch, seed=1)
+    pool = KnowledgePool(tmp_path / "akp")
+    pool.store(trained, arch, iterations=5)
+    other = SPACE.sample(np.random.default_rng(6))
+    fresh = ToyNet(other, seed=2).cuda()
+    assert pool.initialise(fresh, other).hits > 0
+    assert all(p.is_cuda for p in fresh.parameters())
+
+
 def test_lookup_picks_most_similar_block(tmp_path: Path) -> None:
     a = arch_of((0, 0, 0, 0, 0, 0))
     b = arch_of((3, 1, 1, 2, 2, 2))

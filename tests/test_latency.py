@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from fnas_env.latency import (
     LatencyCache,
     LatencyModel,
     LatencyTable,
+    _part_shapes,
+    default_table_path,
     measure_times,
     model_parts,
     time_module,
@@ -66,7 +69,7 @@ def test_measured_latency_is_cached(archs, monkeypatch) -> None:
     assert isinstance(first, float) and first > 0
     assert model.measurements == 1
     calls = []
-    monkeypatch.setattr(model, "_measure", lambda a, c: calls.append(a) or 123.0)
+    monkeypatch.setattr(model, "_measure", lambda a, c, m=None: calls.append(a) or 123.0)
     assert model.latency(archs[0], CONFIG) == first  # hit: no new measurement
     assert calls == [] and model.measurements == 1
     # another config is another entry
@@ -85,7 +88,7 @@ def test_cache_file_survives_reload(archs, tmp_path, monkeypatch) -> None:
 
     second = LatencyModel("measured", cache_path=path, **FAST)
 
-    def boom(a, c):
+    def boom(a, c, m=None):
         raise AssertionError("should be a cache hit")
 
     monkeypatch.setattr(second, "_measure", boom)
@@ -93,7 +96,7 @@ def test_cache_file_survives_reload(archs, tmp_path, monkeypatch) -> None:
     assert second.measurements == 0
     # another thread count is another key
     other = LatencyModel("measured", cache_path=path, **{**FAST, "threads": 2})
-    monkeypatch.setattr(other, "_measure", lambda a, c: 7.0)
+    monkeypatch.setattr(other, "_measure", lambda a, c, m=None: 7.0)
     assert other.latency(archs[0], CONFIG) == 7.0
 
 
@@ -114,7 +117,7 @@ def test_corrupt_or_partial_cache_is_replaced(content, archs, tmp_path, monkeypa
     path.write_text(content)
     with pytest.warns(RuntimeWarning, match="unreadable"):
         model = LatencyModel("measured", cache_path=path, **FAST)
-    monkeypatch.setattr(model, "_measure", lambda a, c: 5.0)
+    monkeypatch.setattr(model, "_measure", lambda a, c, m=None: 5.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the save re-reads the bad file once
         assert model.latency(archs[0], CONFIG) == 5.0
@@ -129,6 +132,8 @@ def test_macs_cost_model(archs) -> None:
     expected = count_macs_params(build_model(archs[1], CONFIG), CONFIG).macs / 1e6
     assert value == pytest.approx(expected) and value > 0
     assert model.latency(archs[1], CONFIG) == value and model.measurements == 1
+    given = LatencyModel("macs").latency(archs[1], CONFIG, model=build_model(archs[1], CONFIG))
+    assert given == value
 
 
 def test_bad_arguments() -> None:
@@ -154,7 +159,7 @@ def test_model_parts_cover_the_network(archs) -> None:
     assert len(model_parts(nb201)) == 1 + len(nb201.cells) + 1
 
 
-def test_lut_reuses_parts_and_calibrates(archs) -> None:
+def test_lut_reuses_parts_and_calibrates_on_a_fixed_set(archs) -> None:
     table = LatencyTable(
         calibration_archs=2, network_timing=dict(warmup=1, repeats=3, max_seconds=0.1), **FAST
     )
@@ -162,18 +167,71 @@ def test_lut_reuses_parts_and_calibrates(archs) -> None:
     a, b, c = archs
     pa = table.predict(a, CONFIG)
     n_parts = table.measurements
-    assert pa > 0 and table.calibrations == 1 and n_parts >= 3
+    # the two fixed calibration architectures were timed whole first, not ``a``
+    assert pa > 0 and table.calibrations == 2 and n_parts >= 3
+    assert table.calibrated("mnas", CONFIG)
+    labels = [p[0] for p in table.calibration_pairs("mnas", CONFIG)]
+    space = get_space("mnas")
+    assert labels == [f"mnas:{space.to_string(x)}" for x in table.calibration_set("mnas")]
+    assert table.calibration_set("mnas") == LatencyTable(calibration_archs=2).calibration_set(
+        "mnas"
+    )  # the same set in every table: not the search's first samples
+    assert pa == table.scale("mnas", CONFIG) * table.raw(a, CONFIG)  # exact: same table values
     assert table.predict(a, CONFIG) == pa and table.measurements == n_parts  # no new timing
-    table.predict(b, CONFIG)
-    assert table.calibrations == 2 and table.calibrated(CONFIG)
     n_before = table.measurements
-    pc = table.predict(c, CONFIG)  # calibrated: predicted, not timed whole
-    assert table.calibrations == 2
+    pc = table.predict(c, CONFIG)
+    assert table.calibrations == 2  # calibrated once per space and config
     # the stem (same for every mnas architecture at one config) is reused at least
     n_parts_c = len(model_parts(build_model(c, CONFIG)))
     assert 0 <= table.measurements - n_before < n_parts_c
-    assert pc == pytest.approx(table.scale(CONFIG) * table.raw(c, CONFIG))
-    assert pc > 0 and table.scale(CONFIG) > 0
+    assert pc == table.scale("mnas", CONFIG) * table.raw(c, CONFIG)
+    assert pc > 0 and table.scale("mnas", CONFIG) > 0
+    assert table.predict(b, CONFIG) > 0 and table.calibrations == 2
+
+
+def test_lut_repeated_parts_of_one_network_are_timed_once(monkeypatch) -> None:
+    """Identical layers with identical inputs share one entry, read back as timed."""
+    arch = get_space("mnas").from_string("|".join(["mb6_k3_se0_id_x1_l+1"] * 7))
+    table = LatencyTable(calibration_archs=0, **FAST)
+    model = build_model(arch, CONFIG)
+    keys = {
+        table._part_key(p, s)
+        for p, s in zip(model_parts(model), _part_shapes(model, model_parts(model), CONFIG))
+    }
+    first = table.part_latencies(arch, CONFIG)
+    assert table.measurements == len(keys) < len(first)
+    assert table.part_latencies(arch, CONFIG) == first and table.measurements == len(keys)
+
+
+def test_lut_reads_parts_from_a_given_model(archs) -> None:
+    table = LatencyTable(calibration_archs=0, **FAST)
+    trained = build_model(archs[0], CONFIG).to(memory_format=torch.channels_last)
+    with_model = table.raw(archs[0], CONFIG, trained)
+    n = table.measurements
+    assert table.raw(archs[0], CONFIG) == with_model and table.measurements == n
+    with pytest.raises(ValueError, match="not its network"):
+        table.raw(archs[1], CONFIG, build_model(archs[2], CONFIG))
+
+
+def test_lut_table_file_gives_the_same_prediction_in_a_new_model(archs, tmp_path) -> None:
+    table = tmp_path / "machine" / "latency_lut.json"
+    first = LatencyModel("lut", table_path=table, **FAST)
+    first.table.calibration_archs = 1
+    values = [first.latency(a, CONFIG) for a in archs]
+    assert first.measurements == 3 and first.table.calibrations == 1
+    second = LatencyModel("lut", table_path=table, **FAST)  # a new process, same machine
+    second.table.calibration_archs = 1
+    assert [second.latency(a, CONFIG) for a in archs] == values
+    assert second.table.measurements == 0 and second.table.calibrations == 0
+    data = json.loads(table.read_text())
+    assert "predicted" not in data or not data["predicted"]  # per-search values: cache_path
+
+
+def test_default_table_path_follows_fnas_cache_dir(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("FNAS_CACHE_DIR", str(tmp_path))
+    assert default_table_path() == tmp_path / "latency_lut.json"
+    monkeypatch.delenv("FNAS_CACHE_DIR")
+    assert default_table_path() == Path("~/.cache/fnas/latency_lut.json").expanduser()
 
 
 def test_lut_prediction_tracks_measurement() -> None:
@@ -201,3 +259,4 @@ def test_lut_cost_model_through_latency_model(tmp_path, archs) -> None:
     data = json.loads(path.read_text())
     assert len(data["lut"]) == model.table.measurements > 0
     assert len(data["calibration"]) == 1
+    assert list(data["predicted"].values()) == [value]

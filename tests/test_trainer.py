@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from fnas_env.training import ProxyTrainer, TrainConfig, load_dataset
+from fnas_env.training import DEVICES, ProxyTrainer, TrainConfig, load_dataset, resolve_device
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,9 @@ def test_adam_and_resolution_resize(digits):
     trainer = ProxyTrainer(cfg)
     result = trainer.train(small_cnn(), digits)
     assert 0.0 <= result.accuracy <= 100.0 and not result.diverged
-    assert trainer._resized is not None and trainer._resized[2].shape[-1] == 12
+    x_train, _, x_val, _ = trainer._tensors(digits)
+    assert x_train.shape[-1] == x_val.shape[-1] == 12
+    assert trainer._tensors(digits)[0] is x_train  # resized once, kept for the next run
 
 
 @pytest.mark.parametrize(
@@ -100,6 +102,7 @@ def test_adam_and_resolution_resize(digits):
         ({"max_iterations": 0}, "max_iterations"),
         ({"init_lr_scale": 0.0}, "init_lr_scale"),
         ({"init_lr_scale": float("inf")}, "init_lr_scale"),
+        ({"amp_dtype": "float64"}, "amp_dtype"),
     ],
 )
 def test_bad_config_raises(kwargs, match):
@@ -140,3 +143,63 @@ def test_init_lr_scale_applies_only_when_init_fn_loaded_something(digits):
     scaled = _first_step_update(digits, 0.25, lambda m: loaded)
     assert torch.allclose(scaled, 0.25 * full, atol=1e-7)
     assert torch.allclose(_first_step_update(digits, 0.25, lambda m: None), 0.25 * full, atol=1e-7)
+
+
+def test_auto_device_is_cpu_without_cuda_and_cpu_trains_in_float32(digits, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("CPU") == resolve_device(torch.device("cpu")) == torch.device("cpu")
+    trainer = ProxyTrainer(TrainConfig(epochs=1, batch_size=64, num_threads=1), device="auto")
+    assert trainer.device == torch.device("cpu") and trainer.amp is False
+    seen = []
+    model = small_cnn()
+    model[-1].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    trainer.train(model, digits)
+    assert seen and set(seen) == {torch.float32}  # no autocast on the CPU
+
+
+def test_auto_device_matches_torch_here():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected == resolve_device().type
+
+
+@pytest.mark.parametrize("device", ["tpu", "gpu", "cuda:x", "cpu:0", "", 3])
+def test_unknown_device_names_the_accepted_ones(device):
+    with pytest.raises(ValueError, match="'auto', 'cpu', 'cuda', 'cuda:N'"):
+        resolve_device(device)
+    assert DEVICES == ("auto", "cpu", "cuda", "cuda:N")
+
+
+def test_cuda_without_cuda_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", "cuda:0", "CUDA:1"):
+        with pytest.raises(ValueError, match="needs CUDA.*is_available\\(\\) is False"):
+            resolve_device(device)
+    with pytest.raises(ValueError, match="needs CUDA"):
+        ProxyTrainer(device="cuda")
+
+
+def test_cuda_index_beyond_the_machine_is_an_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("cuda") == torch.device("cuda")
+    with pytest.raises(ValueError, match="2 CUDA device"):
+        resolve_device("cuda:2")
+
+
+def test_amp_on_cpu_is_refused():
+    with pytest.raises(ValueError, match="amp=True needs a CUDA device"):
+        ProxyTrainer(TrainConfig(amp=True), device="cpu")
+    assert ProxyTrainer(TrainConfig(amp=False), device="cpu").amp is False
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("amp_dtype", ["bfloat16", "float16"])
+def test_cuda_training_with_mixed_precision_learns(digits, amp_dtype):
+    trainer = ProxyTrainer(
+        TrainConfig(epochs=3, batch_size=32, lr=0.1, amp_dtype=amp_dtype), device="cuda"
+    )
+    assert trainer.amp and trainer.amp_dtype == getattr(torch, amp_dtype)
+    result = trainer.train(small_cnn(), digits)
+    assert not result.diverged and result.accuracy > 50.0

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import tempfile
 import time
 import warnings
+import weakref
 from typing import Any
 
 import torch
@@ -27,10 +30,18 @@ from fnas_env.models import ProxyModelConfig, build_model, count_macs_params
 from fnas_env.spaces import get_space
 from fnas_env.training import ImageDataset, ProxyTrainer, TrainConfig, load_dataset
 
-__all__ = ["ProxyEvaluator", "base_architecture", "proxy_model_config", "PROXY_SPACES"]
+__all__ = [
+    "ProxyEvaluator",
+    "base_architecture",
+    "proxy_model_config",
+    "PROXY_SPACES",
+    "TEMPORARY_POOL",
+]
 
 #: Spaces whose networks follow the block contract the trainer and pool rely on.
 PROXY_SPACES = ("mnas", "anb", "macro")
+#: ``pool`` value for a knowledge pool in a temporary folder, deleted with the evaluator
+TEMPORARY_POOL = "temporary"
 
 
 def base_architecture(space: str = "mnas") -> Architecture:
@@ -80,11 +91,15 @@ class ProxyEvaluator(Evaluator):
             initialised (default 1.0: the from-scratch lr).
         latency_model: cost model for the reward (default
             ``LatencyModel("measured")``: batch-1 CPU latency in ms, cached per
-            architecture, so a repeated architecture gets the same value).
+            architecture, so a repeated architecture gets the same value). Latency
+            is measured on the CPU whatever ``device`` trains.
         pool: Architecture Knowledge Pool: None (default, train from scratch), a
-            folder path, or a :class:`KnowledgePool`. Candidates are initialised
-            from it and stored back after training (only converged runs with the
-            full iteration count, the pool's fairness rule).
+            folder path, a :class:`KnowledgePool`, or ``"temporary"``
+            (:data:`TEMPORARY_POOL`: a pool in a new temporary folder, deleted by
+            :meth:`close` or when the evaluator is garbage collected; to use a
+            folder named ``temporary``, pass ``"./temporary"``). Candidates are
+            initialised from it and stored back after training (only converged
+            runs with the full iteration count, the pool's fairness rule).
         seed: seeds the dataset split, weight initialisation and shuffling
             (default 0). The same architecture and seed give the same result when
             no pool is used.
@@ -95,7 +110,10 @@ class ProxyEvaluator(Evaluator):
             and info of a repeated architecture stay the same (``cost`` is the
             seconds that result stands for, as a table's recorded training time
             is). ``cache_hits`` counts these.
-        device: torch device for training (default ``"cpu"``).
+        device: where to train: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or
+            ``"auto"`` (CUDA when available); see
+            :func:`~fnas_env.training.resolve_device`. On CUDA the trainer uses
+            mixed precision unless ``train_config.amp`` is False.
         width: channel multiplier when ``model_config`` is None (default 0.5).
 
     The :class:`Evaluation` holds accuracy (validation top-1, %), latency (ms, or
@@ -103,7 +121,7 @@ class ProxyEvaluator(Evaluator):
     ``cost`` (wall seconds of building, training, measuring and storing),
     ``failed`` (training diverged) and ``extras``: ``diverged``, ``iterations``,
     ``train_seconds``, ``final_loss``, and with a pool ``pool_hit_ratio``,
-    ``pool_exact_ratio``, ``pool_lookup_ms``, ``pool_stored``.
+    ``pool_exact_ratio`` (0.0 on an empty pool), ``pool_lookup_ms``, ``pool_stored``.
     """
 
     objective = "latency"
@@ -146,16 +164,40 @@ class ProxyEvaluator(Evaluator):
             num_classes=self.data.num_classes,
         )
         self.latency_model = latency_model or LatencyModel("measured")
+        self.trainer = ProxyTrainer(self.train_config, device=device)
+        self._pool_cleanup: weakref.finalize | None = None
         if pool is None or isinstance(pool, KnowledgePool):
             self.pool = pool
-        else:
+        elif isinstance(pool, str) and pool == TEMPORARY_POOL:
+            folder = tempfile.mkdtemp(prefix="fnas-akp-")
+            self._pool_cleanup = weakref.finalize(self, _remove_folder, folder)
+            self.pool = KnowledgePool(folder, durable=False)
+        elif isinstance(pool, str | os.PathLike):
             self.pool = KnowledgePool(pool)
-        self.trainer = ProxyTrainer(self.train_config, device=device)
+        else:
+            raise TypeError(
+                "pool must be None, a folder path, a KnowledgePool or "
+                f"{TEMPORARY_POOL!r}, got {type(pool).__name__}"
+            )
         self.cache = bool(cache)
         self._results: dict[Architecture, Evaluation] = {}
         #: evaluations answered from the cache
         self.cache_hits = 0
         self._warned_refused = False
+
+    @property
+    def device(self) -> torch.device:
+        """The device proxy training runs on."""
+        return self.trainer.device
+
+    def close(self) -> None:
+        """Delete a temporary knowledge pool (``pool="temporary"``); other pools stay.
+
+        The evaluator can still train afterwards, without the pool.
+        """
+        if self._pool_cleanup is not None and self._pool_cleanup.alive:
+            self._pool_cleanup()
+            self.pool = None
 
     @property
     def unit(self) -> str:
@@ -174,7 +216,8 @@ class ProxyEvaluator(Evaluator):
         start = time.perf_counter()
         torch.manual_seed(self.seed)
         model = build_model(arch, self.model_config)
-        init_fn = (lambda m: self.pool.initialise(m, arch)) if self.pool is not None else None
+        pool = self.pool
+        init_fn = (lambda m: pool.initialise(m, arch)) if pool is not None else None
         result = self.trainer.train(model, self.data, init_fn=init_fn)
         extras: dict[str, Any] = {
             "diverged": result.diverged,
@@ -182,21 +225,20 @@ class ProxyEvaluator(Evaluator):
             "train_seconds": result.train_seconds,
             "final_loss": result.final_loss,
         }
-        if result.init is not None:
+        if pool is not None:
             stats = result.init
             extras.update(
-                pool_hit_ratio=stats.hit_ratio,
-                pool_exact_ratio=stats.exact_ratio,
-                pool_lookup_ms=stats.lookup_ms,
+                pool_hit_ratio=float(getattr(stats, "hit_ratio", 0.0)),
+                pool_exact_ratio=float(getattr(stats, "exact_ratio", 0.0)),
+                pool_lookup_ms=float(getattr(stats, "lookup_ms", 0.0)),
             )
-        if self.pool is not None:
             extras["pool_stored"] = self._store(model, arch, result)
-        cost = self.cost_of(arch)
-        macs = (
-            cost * 1e6
-            if self.latency_model.cost_model == "macs"
-            else count_macs_params(model, self.model_config).macs
-        )
+        # the trained network names the parts for the cost model: no second build
+        cost = self.latency_model.latency(arch, self.model_config, model=model)
+        if self.latency_model.cost_model == "macs":
+            macs = cost * 1e6
+        else:
+            macs = count_macs_params(model, self.model_config).macs
         evaluation = Evaluation(
             accuracy=result.accuracy,
             latency=cost,
@@ -231,6 +273,11 @@ class ProxyEvaluator(Evaluator):
     def __repr__(self) -> str:
         return (
             f"ProxyEvaluator(space={self.space_name!r}, data={self.data!r}, "
-            f"cost_model={self.latency_model.cost_model!r}, "
+            f"cost_model={self.latency_model.cost_model!r}, device={str(self.device)!r}, "
             f"pool={str(self.pool.path) if self.pool is not None else None!r})"
         )
+
+
+def _remove_folder(folder: str) -> None:
+    """Delete a temporary pool folder (a finalizer: never raises)."""
+    shutil.rmtree(folder, ignore_errors=True)

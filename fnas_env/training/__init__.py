@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from fnas_env.training.data import DATASETS, DatasetNotFound, ImageDataset, load_dataset
-from fnas_env.training.trainer import ProxyTrainer, TrainConfig, TrainResult
+from fnas_env.training.trainer import (
+    DEVICES,
+    ProxyTrainer,
+    TrainConfig,
+    TrainResult,
+    resolve_device,
+)
 
 __all__ = [
     "DATASETS",
@@ -13,4 +19,6 @@ __all__ = [
     "ProxyTrainer",
     "TrainConfig",
     "TrainResult",
+    "DEVICES",
+    "resolve_device",
 ]

@@ -10,7 +10,10 @@ loop: no per-step host syncs (the divergence check reads the loss every
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +25,63 @@ from torch import nn
 
 from fnas_env.training.data import ImageDataset
 
-__all__ = ["TrainConfig", "TrainResult", "ProxyTrainer"]
+__all__ = ["TrainConfig", "TrainResult", "ProxyTrainer", "DEVICES", "resolve_device"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant")
+AMP_DTYPES = ("bfloat16", "float16")
+#: the device strings :func:`resolve_device` accepts (N: a CUDA device index)
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The torch device a proxy training runs on.
+
+    Args:
+        device: ``"auto"`` (``"cuda"`` when ``torch.cuda.is_available()``, else
+            ``"cpu"``), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (``N`` a CUDA device
+            index), or a ``torch.device`` of those types.
+
+    Returns:
+        The ``torch.device``.
+
+    Raises:
+        ValueError: ``device`` is none of the above, names CUDA while torch sees no
+            CUDA device, or names a CUDA index this machine does not have.
+    """
+    if isinstance(device, torch.device):
+        text = str(device)
+    elif isinstance(device, str):
+        text = device.strip().lower()
+    else:
+        raise ValueError(
+            f"device must be one of {', '.join(map(repr, DEVICES))} (N: a CUDA device index) "
+            f"or a torch.device, got {device!r}"
+        )
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if match is None:
+        raise ValueError(
+            f"device must be one of {', '.join(map(repr, DEVICES))} (N: a CUDA device index), "
+            f"got {device!r}"
+        )
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} needs CUDA, but torch.cuda.is_available() is False here "
+            f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); "
+            "use device='cpu', or 'auto' to take a GPU only when there is one"
+        )
+    if match.group(1) is None:
+        return torch.device("cuda")
+    index, count = int(match.group(1)), torch.cuda.device_count()
+    if index >= count:
+        raise ValueError(
+            f"device={device!r}: this machine has {count} CUDA device(s), indices 0-{count - 1}"
+        )
+    return torch.device("cuda", index)
 
 
 @dataclass(frozen=True)
@@ -69,6 +125,12 @@ class TrainConfig:
         channels_last: train in the NHWC memory format (default True). On CPU,
             oneDNN's depthwise-convolution backward is about 2x faster in it for
             MnasNet-like proxies (measured on this project's 8x8 digits proxy).
+        amp: mixed precision (``torch.autocast``) for training, BatchNorm
+            recalibration and validation. Default None: on for CUDA devices, off
+            elsewhere (the CPU path runs in float32, unchanged). True on a
+            non-CUDA device raises ``ValueError`` when the trainer is made.
+        amp_dtype: ``"bfloat16"`` or ``"float16"`` (with a ``GradScaler``). Default
+            None: bfloat16 where the GPU supports it, else float16.
         init_lr_scale: multiplies the peak ``lr`` of a run whose ``init_fn``
             initialised the model (e.g. from the knowledge pool), so that inherited
             trained weights are fine-tuned rather than washed out by the
@@ -97,11 +159,17 @@ class TrainConfig:
     deterministic: bool | None = None
     num_threads: int | None = None
     channels_last: bool = True
+    amp: bool | None = None
+    amp_dtype: str | None = None
     init_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.amp_dtype is not None and self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(
+                f"amp_dtype must be None or one of {AMP_DTYPES}, got {self.amp_dtype!r}"
+            )
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         for name in ("epochs", "batch_size", "eval_batch_size", "check_every"):
@@ -151,7 +219,10 @@ class ProxyTrainer:
 
     Args:
         config: a :class:`TrainConfig` (default ``TrainConfig()``).
-        device: torch device to train on (default ``"cpu"``).
+        device: where to train: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"``,
+            ``"auto"`` or a ``torch.device`` (see :func:`resolve_device`). On CUDA,
+            training, recalibration and validation run under mixed precision
+            unless ``config.amp`` is False.
 
     Training that produces a non-finite loss stops at the next check and returns
     ``diverged=True`` with accuracy 0; it never raises for that.
@@ -163,8 +234,26 @@ class ProxyTrainer:
 
     def __init__(self, config: TrainConfig | None = None, device: str | torch.device = "cpu"):
         self.config = config or TrainConfig()
-        self.device = torch.device(device)
-        self._resized: tuple[ImageDataset, int, torch.Tensor, torch.Tensor] | None = None
+        self.device = resolve_device(device)
+        is_cuda = self.device.type == "cuda"
+        if self.config.amp and not is_cuda:
+            raise ValueError(
+                f"TrainConfig.amp=True needs a CUDA device, got device {str(self.device)!r} "
+                "(mixed precision runs on CUDA only; leave amp=None to get it there)"
+            )
+        #: whether training runs under ``torch.autocast`` (CUDA only)
+        self.amp = bool(self.config.amp if self.config.amp is not None else is_cuda)
+        dtype = self.config.amp_dtype
+        if dtype is None:
+            dtype = "bfloat16" if self.amp and torch.cuda.is_bf16_supported() else "float16"
+        #: the autocast dtype when :attr:`amp` is on
+        self.amp_dtype = getattr(torch, dtype)
+        self._autocast: Callable[[], Any] = (
+            functools.partial(torch.autocast, device_type="cuda", dtype=self.amp_dtype)
+            if self.amp
+            else contextlib.nullcontext
+        )
+        self._tensor_cache: tuple[tuple, tuple[torch.Tensor, ...]] | None = None
 
     def train(
         self,
@@ -232,23 +321,34 @@ class ProxyTrainer:
 
     # ---- internals -------------------------------------------------------------------
 
-    def _tensors(self, data: ImageDataset):
-        """Training and validation tensors on the device, resized once if asked."""
-        size = self.config.resolution
+    def _tensors(self, data: ImageDataset) -> tuple[torch.Tensor, ...]:
+        """Training and validation tensors on the device, resized once if asked.
+
+        Kept for the next call with the same dataset object, so a search copies
+        (and resizes) its data once, not once per architecture.
+        """
+        cfg = self.config
+        size = cfg.resolution if cfg.resolution != data.resolution else None
+        key = (id(data), size, str(self.device), cfg.channels_last)
+        cached = self._tensor_cache
+        if cached is not None and cached[0] == key and cached[1][0] is data:
+            return cached[1][1:]
         x_train, x_val = data.x_train, data.x_val
-        if size is not None and size != data.resolution:
-            cached = self._resized
-            if cached is None or cached[0] is not data or cached[1] != size:
-                resize = lambda x: F.interpolate(  # noqa: E731
-                    x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-                )
-                self._resized = (data, size, resize(x_train), resize(x_val))
-            x_train, x_val = self._resized[2], self._resized[3]
+        if size is not None:
+            resize = lambda x: F.interpolate(  # noqa: E731
+                x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
+            x_train, x_val = resize(x_train), resize(x_val)
         dev = self.device
-        fmt = torch.channels_last if self.config.channels_last else torch.contiguous_format
-        x_train = x_train.to(dev, memory_format=fmt)
-        x_val = x_val.to(dev, memory_format=fmt)
-        return x_train, data.y_train.to(dev), x_val, data.y_val.to(dev)
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        tensors = (
+            x_train.to(dev, memory_format=fmt),
+            data.y_train.to(dev),
+            x_val.to(dev, memory_format=fmt),
+            data.y_val.to(dev),
+        )
+        self._tensor_cache = (key, (data, *tensors))
+        return tensors
 
     def _optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
         cfg = self.config
@@ -272,6 +372,12 @@ class ProxyTrainer:
         if cfg.max_iterations is not None:
             total = min(total, cfg.max_iterations)
         optimizer = self._optimizer(model, lr)
+        autocast = self._autocast
+        scaler = (
+            torch.amp.GradScaler(self.device.type)
+            if self.amp and self.amp_dtype == torch.float16
+            else None
+        )
         scheduler = (
             torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total))
             if cfg.schedule == "cosine"
@@ -293,10 +399,17 @@ class ProxyTrainer:
                 if step >= total:
                     break
                 idx = order[i * bs : (i + 1) * bs]
-                loss = F.cross_entropy(model(x[idx]), y[idx], label_smoothing=cfg.label_smoothing)
+                with autocast():
+                    logits = model(x[idx])
+                loss = F.cross_entropy(logits.float(), y[idx], label_smoothing=cfg.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if scaler is None:
+                    loss.backward()
+                    optimizer.step()
+                else:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
                 if scheduler is not None:
                     scheduler.step()
                 step += 1
@@ -329,8 +442,9 @@ class ProxyTrainer:
         n = min(x.shape[0], self.config.bn_recalibration)
         bs = self.config.eval_batch_size
         try:
-            for i in range(0, n, bs):
-                model(x[i : min(i + bs, n)])
+            with self._autocast():
+                for i in range(0, n, bs):
+                    model(x[i : min(i + bs, n)])
         finally:
             for m, momentum in zip(norms, momenta):
                 m.momentum = momentum
@@ -342,7 +456,8 @@ class ProxyTrainer:
         finite = torch.ones((), dtype=torch.bool, device=x.device)
         bs = self.config.eval_batch_size
         for i in range(0, x.shape[0], bs):
-            logits = model(x[i : i + bs])
+            with self._autocast():
+                logits = model(x[i : i + bs])
             finite &= torch.isfinite(logits).all()
             correct += (logits.argmax(dim=1) == y[i : i + bs]).sum()
         if not finite.item():
