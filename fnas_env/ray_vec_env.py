@@ -84,6 +84,13 @@ class _EnvWorker:
     def get_attr(self, name: str) -> Any:
         return self.env.get_wrapper_attr(name)
 
+    def has_attr(self, name: str) -> bool:
+        try:
+            self.env.get_wrapper_attr(name)
+        except AttributeError:
+            return False
+        return True
+
     def set_attr(self, name: str, value: Any) -> None:
         setattr(self.env, name, value)
 
@@ -261,6 +268,9 @@ class RayVecEnv(VecEnv):
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         return self._call_each(indices, lambda a: a.get_attr.remote(attr_name))
 
+    def has_attr(self, attr_name: str) -> bool:
+        return bool(_ray().get(self._actors[0].has_attr.remote(attr_name)))
+
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         self._call_each(indices, lambda a: a.set_attr.remote(attr_name, value))
 
@@ -290,11 +300,7 @@ class RayVecEnv(VecEnv):
         return _ray().get([call(self._actors[i]) for i in self._get_indices(indices)])
 
     def _optional_attr(self, name: str) -> Any:
-        ray = _ray()
-        try:
-            return ray.get(self._actors[0].get_attr.remote(name))
-        except (ray.exceptions.RayTaskError, AttributeError):
-            return None
+        return _ray().get(self._actors[0].get_attr.remote(name)) if self.has_attr(name) else None
 
     def _final_step(self, index: int) -> bool:
         """Whether env ``index``'s pending action ends its episode (evaluates)."""

@@ -1,0 +1,204 @@
+"""Wall-clock scaling of one search over Ray workers (real training, and a simulated cluster).
+
+Two questions:
+
+- ``--env mnas``: how much faster does the same FNAS-MNAS-v0 search (real proxy
+  training on digits, method ``mnas``: every architecture trained) run with 2 Ray
+  workers than with 1 on this machine?
+- ``--env anb``: past this machine, on FNAS-ANB-v0 where every evaluation waits for
+  its benchmark training time (Accel-NASBench's ``train_time`` x ``--time-scale``),
+  on a local Ray with 8 logical workers: the speed-up at 8 workers against 1, and
+  whether the larger parallel batch wastes samples (activated samples to the
+  1-worker runs' median final best).
+
+Every run is the same search: ``--updates`` PPO updates of ``--batch`` architectures
+(split over the workers), the same seeds. One JSON line per run (``--jsonl``);
+``--table`` prints the report from those lines.
+
+    python benchmarks/scaling.py --env mnas --workers 1 2 --seeds 3000 3001 --updates 4 \\
+        --jsonl benchmarks/results/records/scaling.jsonl
+    python benchmarks/scaling.py --env anb --workers 1 8 --seeds 3000 3001 3002 3003 3004 \\
+        --updates 25 --jsonl benchmarks/results/records/scaling.jsonl
+    python benchmarks/scaling.py --table benchmarks/results/records/scaling.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+ENVS = {
+    "mnas": ("FNAS-MNAS-v0", {}),
+    "anb": ("FNAS-ANB-v0", {}),
+}
+
+
+class SimulatedTrainingTime(gym.Wrapper):
+    """Sleep for an evaluation's ``cost`` x ``scale`` seconds: a table's training time as
+    wall time, so a tabular env behaves like a cluster that trains every candidate."""
+
+    def __init__(self, env: gym.Env, scale: float) -> None:
+        super().__init__(env)
+        self.scale = float(scale)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated and info.get("evaluated") and not info.get("cached"):
+            time.sleep(max(0.0, float(info.get("cost") or 0.0)) * self.scale)
+        return obs, reward, terminated, truncated, info
+
+
+def _wrapper(scale: float | None):
+    if not scale:
+        return None
+    return lambda env: SimulatedTrainingTime(env, scale)
+
+
+def run_one(args: argparse.Namespace, workers: int, seed: int) -> dict[str, Any]:
+    import torch
+
+    from benchmarks.parallel import StopAfterUpdates, build_search
+
+    torch.set_num_threads(1)
+    env_id, env_kwargs = ENVS[args.env]
+    env_kwargs = dict(env_kwargs)
+    if args.env == "mnas":
+        env_kwargs.update(pool=None, seed=seed)  # the same work at any worker count
+        if args.target is not None:
+            env_kwargs["target"] = args.target
+    search = build_search(
+        env_id,
+        env_kwargs,
+        args.method,
+        workers,
+        seed,
+        args.batch,
+        env_wrapper=_wrapper(args.time_scale if args.env == "anb" else None),
+    )
+    try:
+        start = time.perf_counter()
+        search.model.learn(10**9, callback=StopAfterUpdates(args.updates))
+        wall = time.perf_counter() - start
+    finally:
+        search.close()
+    entries = search.record.record.entries
+    evaluated = [e for e in entries if e.kind == "evaluated"]
+    return {
+        "bench": "scaling",
+        "env": args.env,
+        "method": args.method,
+        "workers": workers,
+        "seed": seed,
+        "updates": args.updates,
+        "batch": args.batch,
+        "time_scale": args.time_scale if args.env == "anb" else None,
+        "wall_s": wall,
+        "activated": len(evaluated),
+        "cached": sum(e.kind == "cached" for e in entries),
+        "eval_seconds": float(sum(e.cost or 0.0 for e in evaluated)),
+        "rewards": [e.reward for e in evaluated],
+        "final_best": max((e.reward for e in evaluated), default=math.nan),
+        "load_avg": os.getloadavg()[0],
+    }
+
+
+def activated_to(rewards: list[float], target: float) -> float:
+    """Activated samples until a reward >= target (inf if never)."""
+    for i, r in enumerate(rewards, start=1):
+        if r >= target:
+            return float(i)
+    return math.inf
+
+
+def table(path: str) -> str:
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    out = []
+    for env in sorted({r["env"] for r in rows}):
+        runs = [r for r in rows if r["env"] == env]
+        by_workers: dict[int, list[dict]] = {}
+        for r in runs:
+            by_workers.setdefault(r["workers"], []).append(r)
+        base_w = min(by_workers)
+        base = {r["seed"]: r for r in by_workers[base_w]}
+        lower = sorted(r["final_best"] for r in by_workers[base_w])[
+            (len(by_workers[base_w]) - 1) // 2
+        ]
+        out.append(
+            f"#### {env} (method {runs[0]['method']}, {runs[0]['updates']} updates of "
+            f"{runs[0]['batch']} architectures)"
+        )
+        out.append("")
+        out.append(
+            "| workers | seeds | wall s (median) | speed-up vs 1 worker, per seed (median "
+            "[min, max]) | activated | activated to the 1-worker lower median final best "
+            f"({lower:.2f}): median [min, max] | load |"
+        )
+        out.append("| --- | --- | --- | --- | --- | --- | --- |")
+        for w in sorted(by_workers):
+            rs = by_workers[w]
+            speed = [base[r["seed"]]["wall_s"] / r["wall_s"] for r in rs if r["seed"] in base]
+            reach = [activated_to(r["rewards"], lower) for r in rs]
+            finite = [x for x in reach if math.isfinite(x)]
+            reach_txt = (
+                f"{np.median(reach):.0f} [{min(reach):.0f}, {max(reach):.0f}]"
+                f" ({len(finite)}/{len(reach)} reached)"
+            )
+            out.append(
+                f"| {w} | {len(rs)} | {np.median([r['wall_s'] for r in rs]):.1f} | "
+                f"{np.median(speed):.2f}x [{min(speed):.2f}, {max(speed):.2f}] | "
+                f"{np.median([r['activated'] for r in rs]):.0f} | {reach_txt} | "
+                f"{np.mean([r['load_avg'] for r in rs]):.1f} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--env", choices=sorted(ENVS), default="mnas")
+    p.add_argument("--method", default="mnas", choices=["mnas", "uac", "fnas"])
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[3000])
+    p.add_argument("--updates", type=int, default=4, help="PPO updates per search")
+    p.add_argument("--batch", type=int, default=8, help="architectures per PPO update")
+    p.add_argument("--time-scale", type=float, default=5e-4, help="ANB: seconds per train_time s")
+    p.add_argument("--target", type=float, default=None, help="MNAS: fixed latency target T")
+    p.add_argument("--ray-cpus", type=int, default=None, help="logical CPUs of the local Ray")
+    p.add_argument("--jsonl", default=None, help="append one JSON line per run")
+    p.add_argument("--table", default=None, help="print the report of a JSON-lines file")
+    args = p.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
+    import ray
+
+    import benchmarks.parallel
+
+    for module in (sys.modules[__name__], benchmarks.parallel):  # workers need no PYTHONPATH
+        ray.cloudpickle.register_pickle_by_value(module)
+    cpus = args.ray_cpus or (max(args.workers) if args.env == "anb" else os.cpu_count())
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    for seed in args.seeds:
+        for workers in args.workers:
+            row = run_one(args, workers, seed)
+            print(
+                f"{args.env} workers={workers} seed={seed}: wall {row['wall_s']:.1f} s, "
+                f"{row['activated']} activated, best {row['final_best']:.2f}",
+                flush=True,
+            )
+            if args.jsonl:
+                with open(args.jsonl, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
