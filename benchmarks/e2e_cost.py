@@ -187,9 +187,10 @@ def table(path: str) -> str:
         "workers; top-5 re-trained from scratch for 4 x E epochs.",
         "",
         "| run | task | E | seeds | activated | trusted | replayed | eval s (mean) | wall s "
-        "(mean) | eval-time saving vs mnas / scratch, per seed (median [min, max]) | top-5 "
-        "re-trained acc % (mean of seed means; seed range) | pool hit ratio | load |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "(mean) | eval-time saving vs mnas / scratch, per seed (median [min, max]) | "
+        "training-epoch saving (activated x E), per seed | top-5 re-trained acc % (mean of "
+        "seed means; seed range) | pool hit ratio | load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in RUNS:
         if run not in by:
@@ -206,6 +207,14 @@ def table(path: str) -> str:
             if common and run not in ("mnas", "scratch", "source")
             else "-"
         )
+        epochs_saving = (
+            _ratio(
+                [ref[s]["activated"] * ref[s]["epochs"] for s in common],
+                [rs[s]["activated"] * rs[s]["epochs"] for s in common],
+            )
+            if common and run not in ("mnas", "scratch", "source")
+            else "-"
+        )
         means = [float(np.mean(rs[s]["top_retrained_accuracy"])) for s in seeds]
         task = (
             "all"
@@ -218,7 +227,7 @@ def table(path: str) -> str:
             f"{np.mean([rs[s]['trusted'] for s in seeds]):.1f} | "
             f"{np.mean([rs[s]['replayed'] for s in seeds]):.1f} | "
             f"{np.mean([rs[s]['eval_seconds'] for s in seeds]):.0f} | "
-            f"{np.mean([rs[s]['wall_s'] for s in seeds]):.0f} | {saving} | "
+            f"{np.mean([rs[s]['wall_s'] for s in seeds]):.0f} | {saving} | {epochs_saving} | "
             f"{np.mean(means):.2f} ({min(means):.2f}-{max(means):.2f}) | "
             f"{np.nanmean([rs[s]['pool_hit_ratio'] for s in seeds]):.2f} | "
             f"{np.mean([rs[s]['load_avg'] for s in seeds]):.1f} |"
