@@ -29,11 +29,19 @@ each (all images recalibrated) is the reference ranking. Prints Spearman's rank
 correlation of each size's accuracies with the reference's and with the
 all-images accuracies, the mean absolute accuracy change and the seconds.
 
+``--target-spread N`` instead measures how repeatable the reward's target ``T``
+(MobileNetV2's cost, ``target="base"``) is: ``N`` fresh processes each build the
+env and print ``T``, for the ``measured`` cost model, for ``lut`` with a new
+table in every process (``latency_table=None``), and for ``lut`` with one table
+file shared by the processes (the default per-machine file; here a new
+temporary one, so the first process builds it).
+
 Usage::
 
     python benchmarks/eval_profile.py --architectures 10 --seed 0 --jsonl profile.jsonl
     python benchmarks/eval_profile.py --cost-model measured --pool none   # other settings
     python benchmarks/eval_profile.py --bn-check 20 --seed 0 --jsonl bn_check.jsonl
+    python benchmarks/eval_profile.py --target-spread 10
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ import argparse
 import functools
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -143,7 +154,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--bn-check", type=int, default=0, help="run the recalibration check instead")
     p.add_argument("--bn-sizes", type=int, nargs="+", default=[2048, 1024, 512, 256])
     p.add_argument("--long-epochs", type=int, default=12, help="reference training epochs")
+    p.add_argument("--target-spread", type=int, default=0, help="T in this many processes")
     args = p.parse_args(argv)
+    if args.target_spread:
+        return target_spread(args.target_spread)
     if args.bn_check:
         torch.set_num_threads(args.threads)
         return bn_check(args)
@@ -299,6 +313,52 @@ def bn_check(args: argparse.Namespace) -> dict[str, Any]:
         summary[n] = dict(rho_reference=rho_ref, rho_full=rho_full, change=change, seconds=sec)
         print(f"| {n} | {rho_ref:.3f} | {rho_full:.3f} | {change:.2f} | {sec:.3f} |")
     return {"rows": rows, "summary": summary}
+
+
+_TARGET_CODE = """
+import json, sys
+import gymnasium as gym
+import fnas_env
+env = gym.make("FNAS-MNAS-v0", pool=None, **json.loads(sys.argv[1]))
+print(repr(env.unwrapped.reward_config.target))
+"""
+
+
+def target_spread(n: int) -> dict[str, list[float]]:
+    """T of FNAS-MNAS-v0 in ``n`` fresh processes per cost-model setting."""
+    load_before = os.getloadavg()
+    results: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        modes = {
+            "measured (live)": {"cost_model": "measured"},
+            "lut, new table per process": {"cost_model": "lut", "latency_table": None},
+            "lut, one table file": {
+                "cost_model": "lut",
+                "latency_table": str(Path(folder) / "latency_lut.json"),
+            },
+        }
+        for name, kwargs in modes.items():
+            values = []
+            for _ in range(n):
+                proc = subprocess.run(
+                    [sys.executable, "-c", _TARGET_CODE, json.dumps(kwargs)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                values.append(float(proc.stdout.strip().splitlines()[-1]))
+            results[name] = values
+            print(f"{name}: {[round(v, 4) for v in values]}", flush=True)
+    print(f"\nload average before {load_before}, after {os.getloadavg()}")
+    print("| T from | processes | mean ms | min-max ms | CV | distinct values |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, values in results.items():
+        arr = np.asarray(values)
+        print(
+            f"| {name} | {len(arr)} | {arr.mean():.3f} | {arr.min():.3f}-{arr.max():.3f} | "
+            f"{arr.std(ddof=1) / arr.mean():.1%} | {len(set(values))} |"
+        )
+    return results
 
 
 if __name__ == "__main__":
