@@ -229,3 +229,50 @@ def test_two_ray_workers_share_one_knowledge_pool(tmp_path):
         assert min(later) > 0.0  # the second step's candidates found stored blocks
     finally:
         venv.close()
+
+
+DRIVER = """
+import sys, numpy as np
+from fnas_env.ray_vec_env import make_ray_vec_env
+from wrappers.record import VecSearchRecord
+venv = make_ray_vec_env("FNAS-Macro-v0", n_envs=2, env_kwargs={"one_shot": True,
+    "benchmark_dir": sys.argv[2]}, ray_init_kwargs={"num_cpus": 2})
+record = VecSearchRecord(venv, sys.argv[1])
+record.reset()
+rng = np.random.default_rng(0)
+while True:
+    record.step(rng.integers(0, 3, size=(2, 8)))
+"""
+
+
+def test_killed_driver_loses_no_completed_evaluation_and_resumes(tmp_path, benchmark_dir):
+    """SIGKILL the process that runs a Ray search: every line of its record is whole,
+    and a search reopened on the record resumes its counters and serves its results."""
+    import subprocess
+
+    path = tmp_path / "record.jsonl"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(path), str(benchmark_dir)],
+        env=dict(os.environ, PYTHONPATH=root),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and (not path.exists() or len(path.read_bytes()) < 4000):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    entries = list(read_record(path))
+    assert len(entries) >= 10 and len(path.read_text().splitlines()) - len(entries) <= 1
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    env = DummyVecEnv([lambda: NASEnv(Objective(), one_shot=True)])
+    resumed = VecSearchRecord(env, path)
+    evaluated = [e for e in entries if e.kind == "evaluated"]
+    assert resumed.counters.activated == len(evaluated)
+    assert all(resumed.is_cached(e.architecture) for e in evaluated)
