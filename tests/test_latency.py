@@ -260,3 +260,15 @@ def test_lut_cost_model_through_latency_model(tmp_path, archs) -> None:
     assert len(data["lut"]) == model.table.measurements > 0
     assert len(data["calibration"]) == 1
     assert list(data["predicted"].values()) == [value]
+
+
+def test_lut_scale_ignores_pairs_outside_the_calibration_set(archs) -> None:
+    timing = dict(network_timing=dict(warmup=1, repeats=3, max_seconds=0.1), **FAST)
+    table = LatencyTable(calibration_archs=1, **timing)
+    scale = table.scale("mnas", CONFIG)
+    key = table._calibration_key("mnas", CONFIG)
+    stale = [list(p) for p in table.calibration_pairs("mnas", CONFIG)]
+    stale.append(["mnas:" + get_space("mnas").to_string(archs[0]), 1000.0, 1.0])
+    table.cache.put("calibration", key, stale)  # e.g. left by another calibration seed
+    again = LatencyTable(calibration_archs=1, cache=table.cache, **timing)
+    assert again.scale("mnas", CONFIG) == scale and again.calibrations == 0
