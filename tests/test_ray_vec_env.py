@@ -276,3 +276,28 @@ def test_killed_driver_loses_no_completed_evaluation_and_resumes(tmp_path, bench
     evaluated = [e for e in entries if e.kind == "evaluated"]
     assert resumed.counters.activated == len(evaluated)
     assert all(resumed.is_cached(e.architecture) for e in evaluated)
+
+
+@pytest.mark.parametrize("method", ["mnas", "fnas"])
+def test_parallel_benchmark_searches_stop_at_equal_ppo_samples(method, benchmark_dir):
+    """benchmarks/parallel.py: every method trains on the same number of PPO samples."""
+    from benchmarks.parallel import StopAfterUpdates, build_search
+
+    search = build_search(
+        "FNAS-Macro-v0",
+        {"benchmark_dir": str(benchmark_dir)},
+        method,
+        workers=2,
+        seed=0,
+        architectures_per_update=8,
+        gate_kwargs={"warmup": 4, "max_relative_error": None},
+    )
+    try:
+        search.model.learn(10**9, callback=StopAfterUpdates(3))
+    finally:
+        search.close()
+    counters = search.model.fnas_counters
+    assert search.model._n_updates == 3 * search.model.n_epochs
+    assert counters.ppo_samples == 3 * 8
+    assert (counters.trusted > 0) == (method == "fnas")
+    assert search.record.counters.activated == counters.activated
