@@ -53,6 +53,7 @@ def build_search(
     critic: Any | None = None,
     buffer: Any | None = None,
     gate_kwargs: dict[str, Any] | None = None,
+    controller_kwargs: dict[str, Any] | None = None,
     env_wrapper: Any | None = None,
 ) -> Search:
     """The controller and its envs for ``method`` (a key of :data:`METHOD_MODULES`).
@@ -103,6 +104,7 @@ def build_search(
         experience_buffer=buffer if modules["aeb"] else None,
         seed=seed,
         architectures_per_update=architectures_per_update // workers,
+        **(controller_kwargs or {}),
     )
     return Search(model, venv, record, gate, critic if modules["uac"] else None, buffer)
 
