@@ -396,6 +396,7 @@ class LatencyTable:
         self.calibrations = 0
         self._predictions: dict[str, float] = {}
         self._scales: dict[str, float] = {}
+        self._spaces: dict[str, set[str]] = {}
 
     def _part_key(self, part: nn.Module, shape: tuple[int, ...]) -> str:
         digest = hashlib.sha1(f"{part!r}|{shape}".encode()).hexdigest()[:20]
@@ -460,6 +461,18 @@ class LatencyTable:
     def _calibration_key(self, space: str, config: ProxyModelConfig) -> str:
         return f"{space}:{_config_id(config)}@t{self.threads}"
 
+    def _space(self, config: ProxyModelConfig, space: str | None) -> str:
+        """``space``, or the one space this table has predicted for at ``config``."""
+        if space is not None:
+            return space
+        seen = self._spaces.get(_config_id(config), set())
+        if len(seen) != 1:
+            raise ValueError(
+                "pass space=...: calibration is per search space, and this table has "
+                f"predicted for {sorted(seen) or 'no'} space(s) at this config"
+            )
+        return next(iter(seen))
+
     def calibration_set(self, space: str) -> list[Architecture]:
         """The fixed architectures of ``space`` the scale is fitted on (seeded sampling)."""
         rng = np.random.default_rng(CALIBRATION_SEED)
@@ -467,35 +480,46 @@ class LatencyTable:
         return [search_space.sample(rng) for _ in range(self.calibration_archs)]
 
     def calibration_pairs(
-        self, space: str, config: ProxyModelConfig
+        self, config: ProxyModelConfig, space: str | None = None
     ) -> list[tuple[str, float, float]]:
-        """``(arch string, measured ms, part sum ms)`` of ``space``'s calibration architectures."""
-        pairs = self.cache.get("calibration", self._calibration_key(space, config)) or []
+        """``(arch string, measured ms, part sum ms)`` of the calibration architectures.
+
+        ``space`` defaults to the one space this table has predicted for at ``config``.
+        """
+        key = self._calibration_key(self._space(config, space), config)
+        pairs = self.cache.get("calibration", key) or []
         return [(str(a), float(m), float(r)) for a, m, r in pairs]
 
-    def scale(self, space: str, config: ProxyModelConfig) -> float:
+    def scale(self, config: ProxyModelConfig, space: str | None = None) -> float:
         """The calibration factor (1.0 with calibration off); calibrates first if needed.
 
-        ``sum(measured) / sum(part sums)`` over the calibration set's pairs.
+        ``sum(measured) / sum(part sums)`` over the calibration set's pairs; fixed for
+        the life of the table. ``space`` as in :meth:`calibration_pairs`.
         """
         if self.calibration_archs == 0:
             return 1.0
+        space = self._space(config, space)
         key = self._calibration_key(space, config)
-        if key not in self._scales:  # fixed for the life of this table
-            self.calibrate(space, config)
+        if key not in self._scales:
+            self.calibrate(config, space)
             labels = {_label(a) for a in self.calibration_set(space)}
-            pairs = [p for p in self.calibration_pairs(space, config) if p[0] in labels]
+            pairs = [p for p in self.calibration_pairs(config, space) if p[0] in labels]
             self._scales[key] = sum(m for _, m, _ in pairs) / sum(r for _, _, r in pairs)
         return self._scales[key]
 
-    def calibrated(self, space: str, config: ProxyModelConfig) -> bool:
-        """Whether every calibration architecture of ``space`` is timed for ``config``."""
-        done = {a for a, _, _ in self.calibration_pairs(space, config)}
+    def calibrated(self, config: ProxyModelConfig, space: str | None = None) -> bool:
+        """Whether every calibration architecture is timed for ``config``."""
+        space = self._space(config, space)
+        done = {a for a, _, _ in self.calibration_pairs(config, space)}
         return all(_label(a) in done for a in self.calibration_set(space))
 
-    def calibrate(self, space: str, config: ProxyModelConfig) -> None:
-        """Time the calibration architectures not yet timed for ``config`` (whole and by part)."""
-        done = {a for a, _, _ in self.calibration_pairs(space, config)}
+    def calibrate(self, config: ProxyModelConfig, space: str) -> None:
+        """Time ``space``'s calibration architectures not yet timed for ``config``.
+
+        Each is timed whole (:func:`measure_times` with ``network_timing``) and by
+        part; the pairs go to the cache (one write).
+        """
+        done = {a for a, _, _ in self.calibration_pairs(config, space)}
         todo = [a for a in self.calibration_set(space) if _label(a) not in done]
         if not todo:
             return
@@ -509,9 +533,9 @@ class LatencyTable:
             self.calibrations += 1
             new.append([_label(arch), measured, self.raw(arch, config)])
         self.cache.refresh()  # another process may have calibrated meanwhile: keep its pairs
-        if self.calibrated(space, config):
+        if self.calibrated(config, space):
             return
-        pairs = [list(p) for p in self.calibration_pairs(space, config)]
+        pairs = [list(p) for p in self.calibration_pairs(config, space)]
         labels = {p[0] for p in pairs}
         pairs += [p for p in new if p[0] not in labels]
         self.cache.put("calibration", self._calibration_key(space, config), pairs, config)
@@ -526,7 +550,8 @@ class LatencyTable:
         """
         key = _arch_key(arch, config, self.threads)
         if key not in self._predictions:
-            scale = self.scale(arch.space, config)
+            self._spaces.setdefault(_config_id(config), set()).add(arch.space)
+            scale = self.scale(config, arch.space)
             self._predictions[key] = scale * self.raw(arch, config, model)
         return self._predictions[key]
 

@@ -169,14 +169,14 @@ def test_lut_reuses_parts_and_calibrates_on_a_fixed_set(archs) -> None:
     n_parts = table.measurements
     # the two fixed calibration architectures were timed whole first, not ``a``
     assert pa > 0 and table.calibrations == 2 and n_parts >= 3
-    assert table.calibrated("mnas", CONFIG)
-    labels = [p[0] for p in table.calibration_pairs("mnas", CONFIG)]
+    assert table.calibrated(CONFIG)
+    labels = [p[0] for p in table.calibration_pairs(CONFIG)]
     space = get_space("mnas")
     assert labels == [f"mnas:{space.to_string(x)}" for x in table.calibration_set("mnas")]
     assert table.calibration_set("mnas") == LatencyTable(calibration_archs=2).calibration_set(
         "mnas"
     )  # the same set in every table: not the search's first samples
-    assert pa == table.scale("mnas", CONFIG) * table.raw(a, CONFIG)  # exact: same table values
+    assert pa == table.scale(CONFIG) * table.raw(a, CONFIG)  # exact: same table values
     assert table.predict(a, CONFIG) == pa and table.measurements == n_parts  # no new timing
     n_before = table.measurements
     pc = table.predict(c, CONFIG)
@@ -184,8 +184,8 @@ def test_lut_reuses_parts_and_calibrates_on_a_fixed_set(archs) -> None:
     # the stem (same for every mnas architecture at one config) is reused at least
     n_parts_c = len(model_parts(build_model(c, CONFIG)))
     assert 0 <= table.measurements - n_before < n_parts_c
-    assert pc == table.scale("mnas", CONFIG) * table.raw(c, CONFIG)
-    assert pc > 0 and table.scale("mnas", CONFIG) > 0
+    assert pc == table.scale(CONFIG) * table.raw(c, CONFIG)
+    assert pc > 0 and table.scale(CONFIG) > 0
     assert table.predict(b, CONFIG) > 0 and table.calibrations == 2
 
 
@@ -265,10 +265,12 @@ def test_lut_cost_model_through_latency_model(tmp_path, archs) -> None:
 def test_lut_scale_ignores_pairs_outside_the_calibration_set(archs) -> None:
     timing = dict(network_timing=dict(warmup=1, repeats=3, max_seconds=0.1), **FAST)
     table = LatencyTable(calibration_archs=1, **timing)
-    scale = table.scale("mnas", CONFIG)
+    with pytest.raises(ValueError, match="pass space"):
+        table.scale(CONFIG)  # nothing predicted yet: which space's calibration?
+    scale = table.scale(CONFIG, "mnas")
     key = table._calibration_key("mnas", CONFIG)
-    stale = [list(p) for p in table.calibration_pairs("mnas", CONFIG)]
+    stale = [list(p) for p in table.calibration_pairs(CONFIG, "mnas")]
     stale.append(["mnas:" + get_space("mnas").to_string(archs[0]), 1000.0, 1.0])
     table.cache.put("calibration", key, stale)  # e.g. left by another calibration seed
     again = LatencyTable(calibration_archs=1, cache=table.cache, **timing)
-    assert again.scale("mnas", CONFIG) == scale and again.calibrations == 0
+    assert again.scale(CONFIG, "mnas") == scale and again.calibrations == 0
