@@ -46,6 +46,8 @@ instead of measuring again.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gc
 import hashlib
 import json
@@ -55,6 +57,7 @@ import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +251,7 @@ class LatencyCache:
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self._data: dict[str, dict] = {s: {} for s in _SECTIONS}
+        self._lock_depth = 0
         if self.path is not None:
             self._merge(self._read())
 
@@ -293,6 +297,32 @@ class LatencyCache:
 
     def __len__(self) -> int:
         return sum(len(self._data[s]) for s in ("measured", "predicted", "lut", "macs"))
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the file (``<file>.lock``, ``fcntl.flock``); reentrant.
+
+        Processes that time values under this lock, after :meth:`refresh`, never time
+        the same value twice, so every process reads the first one. No-op in memory.
+        """
+        if self.path is None or self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.parent / f"{self.path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def refresh(self) -> None:
         """Merge in what other processes wrote to the file (values held here win)."""
@@ -419,10 +449,27 @@ class LatencyTable:
             for part, shape in zip(parts, _part_shapes(named, parts, config))
         ]
         values = [self.cache.get("lut", key) for key in keys]
-        missing = [i for i, v in enumerate(values) if v is None]
-        if not missing:
+        if all(v is not None for v in values):
             return values
-        fresh = build_model(arch, config) if model is not None else named
+        with self.cache.lock():  # other processes sharing the file time each part once
+            self.cache.refresh()
+            values = [self.cache.get("lut", key) for key in keys]
+            missing = [i for i, v in enumerate(values) if v is None]
+            if missing:
+                fresh = named if model is None else build_model(arch, config)
+                self._time_parts(arch, config, fresh, keys, values, missing)
+        return values
+
+    def _time_parts(
+        self,
+        arch: Architecture,
+        config: ProxyModelConfig,
+        fresh: nn.Module,
+        keys: list[str],
+        values: list[Any],
+        missing: list[int],
+    ) -> None:
+        """Time the ``missing`` parts on ``fresh`` (a new CPU network of ``arch``)."""
         fresh_parts = model_parts(fresh)
         shapes = _part_shapes(fresh, fresh_parts, config)
         for i in missing:
@@ -450,7 +497,6 @@ class LatencyTable:
             self.cache.put("lut", keys[i], value, save=False)
             values[i] = value
         self.cache.save()  # one file write per architecture, not per part
-        return values
 
     def raw(
         self, arch: Architecture, config: ProxyModelConfig, model: nn.Module | None = None
@@ -519,26 +565,24 @@ class LatencyTable:
         Each is timed whole (:func:`measure_times` with ``network_timing``) and by
         part; the pairs go to the cache (one write).
         """
-        done = {a for a, _, _ in self.calibration_pairs(config, space)}
-        todo = [a for a in self.calibration_set(space) if _label(a) not in done]
-        if not todo:
-            return
-        new = []
-        for arch in todo:
-            measured = float(
-                statistics.median(
-                    measure_times(arch, config, threads=self.threads, **self.network_timing)
-                )
-            )
-            self.calibrations += 1
-            new.append([_label(arch), measured, self.raw(arch, config)])
-        self.cache.refresh()  # another process may have calibrated meanwhile: keep its pairs
         if self.calibrated(config, space):
             return
-        pairs = [list(p) for p in self.calibration_pairs(config, space)]
-        labels = {p[0] for p in pairs}
-        pairs += [p for p in new if p[0] not in labels]
-        self.cache.put("calibration", self._calibration_key(space, config), pairs, config)
+        with self.cache.lock():  # one process calibrates, the others read its pairs
+            self.cache.refresh()
+            pairs = [list(p) for p in self.calibration_pairs(config, space)]
+            done = {p[0] for p in pairs}
+            todo = [a for a in self.calibration_set(space) if _label(a) not in done]
+            if not todo:
+                return
+            for arch in todo:
+                measured = float(
+                    statistics.median(
+                        measure_times(arch, config, threads=self.threads, **self.network_timing)
+                    )
+                )
+                self.calibrations += 1
+                pairs.append([_label(arch), measured, self.raw(arch, config)])
+            self.cache.put("calibration", self._calibration_key(space, config), pairs, config)
 
     def predict(
         self, arch: Architecture, config: ProxyModelConfig, model: nn.Module | None = None

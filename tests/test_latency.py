@@ -274,3 +274,36 @@ def test_lut_scale_ignores_pairs_outside_the_calibration_set(archs) -> None:
     table.cache.put("calibration", key, stale)  # e.g. left by another calibration seed
     again = LatencyTable(calibration_archs=1, cache=table.cache, **timing)
     assert again.scale(CONFIG, "mnas") == scale and again.calibrations == 0
+
+
+def _predict_into(table_path: str, out: str, start) -> None:
+    """In another process: predict three architectures from a shared table file."""
+    torch.set_num_threads(1)
+    space = get_space("mnas")
+    rng = np.random.default_rng(0)
+    table = LatencyTable(calibration_archs=1, cache=LatencyCache(table_path), **FAST)
+    table.network_timing = dict(warmup=1, repeats=3, max_seconds=0.1)
+    start.wait(timeout=60)  # both processes start filling the empty table together
+    values = [table.predict(space.sample(rng), CONFIG) for _ in range(3)]
+    Path(out).write_text(json.dumps(values))
+
+
+def test_processes_sharing_a_table_file_time_each_part_once(tmp_path) -> None:
+    """Two processes fill one table at once: both get the same values (the file's lock)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["fnas_env.latency"])
+    table = tmp_path / "latency_lut.json"
+    outs = [tmp_path / f"out{i}.json" for i in range(2)]
+    start = ctx.Barrier(2)
+    procs = [ctx.Process(target=_predict_into, args=(str(table), str(o), start)) for o in outs]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+        assert proc.exitcode == 0
+    first, second = (json.loads(o.read_text()) for o in outs)
+    assert first == second and all(v > 0 for v in first)
+    data = json.loads(table.read_text())
+    assert len(data["calibration"]) == 1 and len(data["calibration"].popitem()[1]) == 1
