@@ -397,7 +397,9 @@ class LatencyTable:
         network_timing: keyword arguments of :func:`measure_times` for the
             calibration timings (default: its defaults).
         cache: where part latencies and calibration pairs are kept; ``None``
-            (default) keeps them in memory.
+            (default) keeps them in memory. Processes sharing a cache file take its
+            lock (:meth:`LatencyCache.lock`) to time a part or calibrate, so each
+            value is timed once and all of them read the same one.
     """
 
     def __init__(
