@@ -6,8 +6,8 @@ On FNAS-MNAS-v0 with digits, every method runs the same number of PPO updates
 - ``mnas``: every sampled architecture trained for E epochs (from scratch);
 - ``fnas``: UAC + AEB, E epochs, from scratch;
 - ``fnas-akp``: UAC + AEB with the knowledge pool, E/2 epochs;
-- ``fnas-fast-akp`` (beyond the paper, ``--runs``): ``fnas-akp`` with 75% of each
-  batch trusted instead of 50%;
+- ``fnas-fast-akp``, ``scratch-fast``, ``transfer-fast`` (beyond the paper, on
+  request with ``--runs``): those runs with 75% of each batch trusted instead of 50%;
 - transfer (Table 5): ``source`` (``fnas-akp`` on digits 0-4) leaves its critic, pool
   and experience buffer; ``transfer`` (``fnas-akp`` on digits 5-9) starts from them;
   ``scratch`` is the same search on digits 5-9 from nothing.
@@ -37,8 +37,19 @@ from typing import Any
 
 import numpy as np
 
-RUNS = ("mnas", "fnas", "fnas-akp", "fnas-fast-akp", "source", "scratch", "transfer")
-#: the runs made by default (``fnas-fast-akp``, beyond the paper, on request)
+RUNS = (
+    "mnas",
+    "fnas",
+    "fnas-akp",
+    "fnas-fast-akp",
+    "source",
+    "scratch",
+    "transfer",
+    "scratch-fast",
+    "transfer-fast",
+)
+FAST_RUNS = ("fnas-fast-akp", "scratch-fast", "transfer-fast")
+#: the runs made by default (the ``-fast`` ones, beyond the paper, on request)
 DEFAULT_RUNS = ("mnas", "fnas", "fnas-akp", "source", "scratch", "transfer")
 #: ``fnas-fast-akp``: the gate trusts 90% of the architectures and a batch may hold 75%
 #: trusted ones (``benchmarks/methods.py``'s FAST preset)
@@ -71,8 +82,9 @@ def retrain(arch: str, classes: list[int] | None, epochs: int, seed: int) -> flo
 
 
 def env_kwargs_for(run: str, args: argparse.Namespace, seed: int, run_dir: Path) -> dict:
-    akp = run in ("fnas-akp", "fnas-fast-akp", "source", "scratch", "transfer")
-    classes = {"source": FIRST, "scratch": SECOND, "transfer": SECOND}.get(run, ALL_DIGITS)
+    akp = run != "mnas" and run != "fnas"
+    second = ("scratch", "transfer", "scratch-fast", "transfer-fast")
+    classes = FIRST if run == "source" else SECOND if run in second else ALL_DIGITS
     return dict(
         dataset="digits",
         classes=classes,
@@ -101,7 +113,7 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     run_dir.mkdir(parents=True)
     kwargs = env_kwargs_for(run, args, seed, run_dir)
     critic = buffer = None
-    if run == "transfer":  # start from the source search's critic, pool and buffer
+    if run.startswith("transfer"):  # start from the source search's critic, pool and buffer
         source = root / "source"
         shutil.copytree(source / "pool", run_dir / "pool")
         critic = UncertaintyCritic.load(source / "critic.pt")
@@ -122,8 +134,8 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
         record_path=run_dir / "record.jsonl",
         critic=critic,
         buffer=buffer,
-        gate_kwargs=FAST_GATE if run == "fnas-fast-akp" else None,
-        controller_kwargs=FAST_CONTROLLER if run == "fnas-fast-akp" else None,
+        gate_kwargs=FAST_GATE if run in FAST_RUNS else None,
+        controller_kwargs=FAST_CONTROLLER if run in FAST_RUNS else None,
     )
     try:
         start = time.perf_counter()
@@ -206,14 +218,14 @@ def table(path: str) -> str:
             continue
         rs = by[run]
         seeds = sorted(rs)
-        ref_name = "scratch" if run == "transfer" else "mnas"
+        ref_name = {"transfer": "scratch", "transfer-fast": "scratch-fast"}.get(run, "mnas")
         ref = by.get(ref_name, {})
         common = [s for s in seeds if s in ref]
         saving = (
             _ratio(
                 [ref[s]["eval_seconds"] for s in common], [rs[s]["eval_seconds"] for s in common]
             )
-            if common and run not in ("mnas", "scratch", "source")
+            if common and run not in ("mnas", "scratch", "source", "scratch-fast")
             else "-"
         )
         epochs_saving = (
@@ -221,7 +233,7 @@ def table(path: str) -> str:
                 [ref[s]["activated"] * ref[s]["epochs"] for s in common],
                 [rs[s]["activated"] * rs[s]["epochs"] for s in common],
             )
-            if common and run not in ("mnas", "scratch", "source")
+            if common and run not in ("mnas", "scratch", "source", "scratch-fast")
             else "-"
         )
         means = [float(np.mean(rs[s]["top_retrained_accuracy"])) for s in seeds]
