@@ -27,7 +27,7 @@ architecture, append-only; rerunning with the same folder resumes the search),
 ``search.json`` (the reward's target T, reused by a resumed search),
 ``tb/`` (TensorBoard), ``pool/`` (the knowledge pool, unless ``--pool`` points
 elsewhere), ``critic.pt`` (UAC's V and U), ``aeb/`` (the experience buffer) and
-``latency.json`` (measured latencies). ``--architectures`` counts trained
+``latency.json`` (the latencies this search used, T included). ``--architectures`` counts trained
 (activated) architectures; trusted ones come on top at no training cost.
 """
 
@@ -101,7 +101,10 @@ def parse_args() -> argparse.Namespace:
     proxy.add_argument("--max-train", type=int, default=None, help="cap on training images")
     proxy.add_argument("--max-val", type=int, default=None, help="cap on validation images")
     proxy.add_argument(
-        "--cost-model", default="measured", choices=["measured", "lut", "macs"], help="latency"
+        "--cost-model",
+        default="lut",
+        choices=["lut", "measured", "macs"],
+        help="latency: per-layer lookup table (default), live measurement, or MACs",
     )
     proxy.add_argument(
         "--target",

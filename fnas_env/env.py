@@ -178,6 +178,11 @@ class NASEnv(gym.Env):
             return self.finish(action, evaluation, reward=reward)
         return self.finish(action, self.evaluate(arch))
 
+    def close(self) -> None:
+        """Close the evaluator too (e.g. a proxy evaluator deletes its temporary pool)."""
+        self.evaluator.close()
+        super().close()
+
     def render(self) -> str | None:
         if self.render_mode == "ansi":
             return f"position {self._position}/{self.horizon}, choices {self._choices}"
@@ -346,4 +351,3 @@ class NASEnv(gym.Env):
         obs[self._choices[-1] if self._choices else self._start] = 1.0
         obs[self._start + 1 + min(self._position, self.horizon - 1)] = 1.0
         return obs
-

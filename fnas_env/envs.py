@@ -189,7 +189,6 @@ def make_mnas_env(
         ValueError: an unknown ``device`` (or ``"cuda"`` on a machine without
             CUDA), ``cost_model``, ``target`` or ``constraint``.
     """
-    import weakref
 
     from fnas_env.evaluators.proxy import ProxyEvaluator, base_architecture
     from fnas_env.latency import LatencyModel, default_table_path
@@ -237,18 +236,4 @@ def make_mnas_env(
         evaluator.close()  # a temporary pool does not outlive a failed construction
         raise
 
-    # env.close() also deletes a temporary pool (the evaluator's finalizer covers
-    # garbage collection); a weak reference keeps the env free of a reference cycle
-    env_ref = weakref.ref(env)
-    env_close = type(env).close
-
-    def close() -> None:
-        try:
-            owner = env_ref()
-            if owner is not None:
-                env_close(owner)
-        finally:
-            evaluator.close()
-
-    env.close = close  # type: ignore[method-assign]
-    return env
+    return env  # env.close() closes the evaluator: a temporary pool is deleted

@@ -28,3 +28,18 @@ def _single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory):
+    """Machine-level caches (the latency lookup table) go to a temporary folder, not the
+    user's home; subprocesses and Ray workers started by tests inherit it."""
+    import os
+
+    previous = os.environ.get("FNAS_CACHE_DIR")
+    os.environ["FNAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("fnas-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("FNAS_CACHE_DIR", None)
+    else:
+        os.environ["FNAS_CACHE_DIR"] = previous

@@ -72,6 +72,10 @@ class Evaluator(ABC):
         self.space.validate(arch)
         return self._evaluate(arch)
 
+    def close(self) -> None:
+        """Release what the evaluator holds (default: nothing; ``NASEnv.close`` calls it)."""
+        return None
+
     @abstractmethod
     def _evaluate(self, arch: Architecture) -> Evaluation: ...
 
