@@ -246,7 +246,8 @@ def main() -> None:
         has_buffer = (aeb_path / "buffer.json").exists()
         buffer = ExperienceBuffer.load(aeb_path) if has_buffer else ExperienceBuffer()
 
-    # 5. the controller: RecurrentPPO, one LSTM layer of 100 units, FNAS batch rules
+    # 5. the controller: RecurrentPPO, one LSTM layer of 100 units, FNAS batch rules;
+    #    a PPO update learns from 8 architectures however many workers sample them
     model = make_fnas_controller(
         env,
         uac=args.uac,
@@ -254,6 +255,7 @@ def main() -> None:
         experience_buffer=buffer,
         seed=args.seed,
         tensorboard_log=str(run_dir / "tb"),
+        architectures_per_update=max(1, 8 // args.workers),
     )
 
     # 6. search: stop after --architectures trained architectures (trusted, cached and
