@@ -17,8 +17,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 ORDER = (
     "search_efficiency",
     "fnas_ablation",
-    "uac_aeb",
-    "fnas_ppo",
+    "e2e_cost",
+    "scaling",
+    "uac_critic_quality",
     "anb_surrogate",
     "mnas_env",
     "proxy_quality",
