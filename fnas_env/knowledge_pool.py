@@ -73,6 +73,7 @@ from fnas_env.spaces import SearchSpace, get_space
 
 __all__ = [
     "KnowledgePool",
+    "PoolNotWritable",
     "InitStats",
     "PoolEntry",
     "PoolCounters",
@@ -317,6 +318,10 @@ def _load_into(
 # ---- the pool ----------------------------------------------------------------------
 
 
+class PoolNotWritable(OSError):
+    """The pool's folder cannot be created, locked or read."""
+
+
 class KnowledgePool:
     """A persistent, process-safe key-value table of trained blocks (AKP).
 
@@ -365,9 +370,17 @@ class KnowledgePool:
         self._entries: list[PoolEntry] = []
         self._tables: dict[tuple[str, str], _Table] = {}
         self._next_seq = 0
-        (self.path / TENSOR_DIR).mkdir(parents=True, exist_ok=True)
-        with self._lock(fcntl.LOCK_SH):
-            self._refresh()
+        try:
+            (self.path / TENSOR_DIR).mkdir(parents=True, exist_ok=True)
+            with self._lock(fcntl.LOCK_SH):
+                self._refresh()
+        except OSError as exc:
+            raise PoolNotWritable(
+                f"the knowledge pool folder {self.path} cannot be used ({exc}); give a "
+                "folder this process can create and write (for Ray workers on several "
+                "machines: one on a filesystem every worker sees, with POSIX locks), or "
+                "pool=None to train from scratch"
+            ) from exc
         if (
             iterations is not None
             and self._index_iterations is not None

@@ -393,3 +393,12 @@ def test_sigkill_mid_write_leaves_a_loadable_pool(tmp_path: Path, hang_in: str) 
     files = {p.name for p in (path / "tensors").iterdir()}
     assert files == {Path(e.file).name for e in pool.entries()} and len(files) == 18
     assert not list(path.glob(".index.json.*.tmp"))
+
+
+def test_a_pool_folder_that_cannot_be_created_gets_a_clear_error(tmp_path: Path) -> None:
+    from fnas_env.knowledge_pool import PoolNotWritable
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(PoolNotWritable, match="pool=None"):
+        KnowledgePool(blocker / "pool")
