@@ -301,3 +301,41 @@ def test_parallel_benchmark_searches_stop_at_equal_ppo_samples(method, benchmark
     assert counters.ppo_samples == 3 * 8
     assert (counters.trusted > 0) == (method == "fnas")
     assert search.record.counters.activated == counters.activated
+
+
+def _python(code: str, **env: str):
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    environ = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**environ, "PYTHONPATH": root, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_cluster_address_that_does_not_answer_fails_fast_with_the_commands():
+    code = (
+        "from fnas_env.ray_vec_env import make_ray_vec_env\n"
+        "make_ray_vec_env('FNAS-Macro-v0', n_envs=1, address='127.0.0.1:9', connect_timeout=2)\n"
+    )
+    start = time.perf_counter()
+    proc = _python(code)
+    assert proc.returncode != 0 and time.perf_counter() - start < 60
+    assert "ConnectionError" in proc.stderr and "ray start --head" in proc.stderr
+    proc = _python(code.replace(", address='127.0.0.1:9'", ""), RAY_ADDRESS="127.0.0.1:9")
+    assert "ConnectionError" in proc.stderr and "RAY_ADDRESS" in proc.stderr
+
+
+def test_without_ray_the_error_says_how_to_install_it():
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "import fnas_env, wrappers, agents  # everything else imports without Ray\n"
+        "from fnas_env.ray_vec_env import RayVecEnv\n"
+        "RayVecEnv([lambda: None])\n"
+    )
+    proc = _python(code)
+    assert proc.returncode != 0 and 'pip install -e ".[ray]"' in proc.stderr
