@@ -32,7 +32,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -283,13 +282,9 @@ def main() -> None:
     if args.table:
         print(table(args.table))
         return
-    import ray
+    from benchmarks.parallel import append_jsonl, start_ray
 
-    import benchmarks.parallel
-
-    for module in (sys.modules[__name__], benchmarks.parallel):  # workers need no PYTHONPATH
-        ray.cloudpickle.register_pickle_by_value(module)
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+    start_ray(args.workers, __name__)
     for seed in args.seeds:
         for run in args.runs:
             row = run_one(run, args, seed)
@@ -299,9 +294,7 @@ def main() -> None:
                 f"{np.mean(row['top_retrained_accuracy']):.2f}%",
                 flush=True,
             )
-            if args.jsonl:
-                with open(args.jsonl, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+            append_jsonl(args.jsonl, row)
 
 
 if __name__ == "__main__":

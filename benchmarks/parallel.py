@@ -10,13 +10,22 @@ equal-PPO-samples comparison).
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass
 from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
-__all__ = ["Search", "build_search", "StopAfterUpdates", "METHOD_MODULES"]
+__all__ = [
+    "Search",
+    "build_search",
+    "StopAfterUpdates",
+    "METHOD_MODULES",
+    "start_ray",
+    "append_jsonl",
+]
 
 #: which FNAS modules each method of the parallel benchmarks switches on
 METHOD_MODULES = {
@@ -36,7 +45,6 @@ class Search:
     gate: Any | None
     critic: Any | None
     buffer: Any | None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
         self.venv.close()
@@ -129,3 +137,20 @@ class StopAfterUpdates(BaseCallback):
 
     def _on_step(self) -> bool:
         return self.done < self.updates
+
+
+def start_ray(num_cpus: int, script: str) -> None:
+    """A local Ray with ``num_cpus`` logical CPUs; the benchmark module ``script`` (its
+    ``__name__``) and this one travel to the workers by value (no PYTHONPATH there)."""
+    import ray
+
+    for module in (sys.modules[script], sys.modules[__name__]):
+        ray.cloudpickle.register_pickle_by_value(module)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+def append_jsonl(path: str | os.PathLike | None, row: dict[str, Any]) -> None:
+    """Append ``row`` as one JSON line to ``path`` (nothing when ``path`` is None)."""
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")

@@ -28,7 +28,6 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -179,14 +178,10 @@ def main() -> None:
     if args.table:
         print(table(args.table))
         return
-    import ray
+    from benchmarks.parallel import append_jsonl, start_ray
 
-    import benchmarks.parallel
-
-    for module in (sys.modules[__name__], benchmarks.parallel):  # workers need no PYTHONPATH
-        ray.cloudpickle.register_pickle_by_value(module)
     cpus = args.ray_cpus or (max(args.workers) if args.env == "anb" else os.cpu_count())
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    start_ray(cpus, __name__)
     for seed in args.seeds:
         for workers in args.workers:
             row = run_one(args, workers, seed)
@@ -195,9 +190,7 @@ def main() -> None:
                 f"{row['activated']} activated, best {row['final_best']:.2f}",
                 flush=True,
             )
-            if args.jsonl:
-                with open(args.jsonl, "a") as f:
-                    f.write(json.dumps(row) + "\n")
+            append_jsonl(args.jsonl, row)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from fnas_env.env import NASEnv
+from fnas_env.evaluators.base import Evaluator
 from fnas_env.reward import RewardConfig, reward_config
 
 __all__ = ["make_nb201_env", "make_macro_env", "make_anb_env", "make_mnas_env"]
@@ -81,14 +82,7 @@ def make_anb_env(
     )
     if target == "default":
         target = evaluator.default_target
-    return NASEnv(
-        evaluator,
-        reward_config(constraint, target, evaluator.objective),
-        one_shot=one_shot,
-        record_path=record_path,
-        render_mode=render_mode,
-        cache=cache,
-    )
+    return _rewarded_env(evaluator, constraint, target, one_shot, record_path, render_mode, cache)
 
 
 def make_mnas_env(
@@ -224,16 +218,31 @@ def make_mnas_env(
             target = evaluator.cost_of(base_architecture())
         elif isinstance(target, str):
             raise ValueError(f"target must be a number, 'base' or None, got {target!r}")
-        env = NASEnv(
-            evaluator,
-            reward_config(constraint, target, evaluator.objective),
-            one_shot=one_shot,
-            record_path=record_path,
-            render_mode=render_mode,
-            cache=cache,
+        env = _rewarded_env(
+            evaluator, constraint, target, one_shot, record_path, render_mode, cache
         )
     except BaseException:
         evaluator.close()  # a temporary pool does not outlive a failed construction
         raise
 
     return env  # env.close() closes the evaluator: a temporary pool is deleted
+
+
+def _rewarded_env(
+    evaluator: Evaluator,
+    constraint: str,
+    target: float | None,
+    one_shot: bool,
+    record_path: PathLike,
+    render_mode: str | None,
+    cache: bool,
+) -> NASEnv:
+    """A NASEnv scoring ``evaluator``'s results with MnasNet's reward against ``target``."""
+    return NASEnv(
+        evaluator,
+        reward_config(constraint, target, evaluator.objective),
+        one_shot=one_shot,
+        record_path=record_path,
+        render_mode=render_mode,
+        cache=cache,
+    )

@@ -11,13 +11,16 @@ workers (no round trip, no ``env.unwrapped``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from fnas_env.arch import Architecture
 from fnas_env.spaces import SearchSpace
 
-__all__ = ["PendingArchitectures"]
+__all__ = ["PendingArchitectures", "VecArchitectureWrapper"]
 
 
 class PendingArchitectures:
@@ -83,3 +86,57 @@ class PendingArchitectures:
         ):
             return None  # an invalid action: the env raises its own error for it
         return self.space.from_choices(choices)
+
+
+class VecArchitectureWrapper(VecEnvWrapper):
+    """A ``VecEnvWrapper`` that acts on the architectures its envs complete.
+
+    Subclasses implement :meth:`before_completion` (called in ``step_async`` for every
+    env whose action completes an architecture, before the workers are stepped) and
+    :meth:`after_completion` (called in ``step_wait`` with that env's ``info`` and
+    reward). The episodes are followed with :class:`PendingArchitectures`.
+    """
+
+    def __init__(self, venv: VecEnv) -> None:
+        super().__init__(venv)
+        if not venv.has_attr("search_space"):
+            raise TypeError(
+                f"{type(self).__name__} wraps a VecEnv of fnas_env NAS envs (they have a "
+                "'search_space' attribute)"
+            )
+        self.search_space = venv.get_attr("search_space", indices=[0])[0]
+        one_shot = bool(venv.get_attr("one_shot", indices=[0])[0])
+        self._pending = PendingArchitectures(self.search_space, self.num_envs, one_shot)
+        self._actions: np.ndarray | None = None
+        self._completing: list[Architecture | None] = [None] * self.num_envs
+
+    def before_completion(self, index: int, arch: Architecture) -> None:
+        """Env ``index``'s action completes ``arch``; its step has not been taken."""
+        return None
+
+    def after_completion(
+        self, index: int, arch: Architecture, info: dict[str, Any], reward: float
+    ) -> None:
+        """Env ``index`` completed ``arch``; ``info`` and ``reward`` are its last step's."""
+        return None
+
+    def reset(self):
+        self._pending.reset()
+        return self.venv.reset()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+        self._completing = self._pending.completed_by(self._actions)
+        for i, arch in enumerate(self._completing):
+            if arch is not None:
+                self.before_completion(i, arch)
+        self.venv.step_async(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for i, arch in enumerate(self._completing):
+            if arch is not None and dones[i]:
+                self.after_completion(i, arch, infos[i], float(rewards[i]))
+        if self._actions is not None:
+            self._pending.advance(self._actions, dones)
+        return obs, rewards, dones, infos

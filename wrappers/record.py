@@ -6,19 +6,17 @@ import math
 import os
 from typing import Any
 
-import numpy as np
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+from stable_baselines3.common.vec_env import VecEnv
 
 from fnas_env.arch import Architecture
 from fnas_env.evaluators.base import Evaluation
 from fnas_env.record import SearchCounters, SearchRecord, record_kind
-from wrappers.pending import PendingArchitectures
+from wrappers.pending import VecArchitectureWrapper
 
 __all__ = ["VecSearchRecord"]
 
 
-class VecSearchRecord(VecEnvWrapper):
+class VecSearchRecord(VecArchitectureWrapper):
     """The durable record of a search run on several envs (``SubprocVecEnv``, Ray, ...).
 
     ## Description
@@ -60,19 +58,9 @@ class VecSearchRecord(VecEnvWrapper):
         seed: int | None = None,
     ) -> None:
         super().__init__(venv)
-        if not venv.has_attr("search_space"):
-            raise TypeError(
-                "VecSearchRecord wraps a VecEnv of fnas_env NAS envs (they have a "
-                "'search_space' attribute)"
-            )
-        self.search_space = venv.get_attr("search_space", indices=[0])[0]
-        one_shot = bool(venv.get_attr("one_shot", indices=[0])[0])
         self.record = SearchRecord(path, seed=seed)
         self.cache = bool(cache)
         self._results: dict[Architecture, Evaluation] = self.record.results()
-        self._pending = PendingArchitectures(self.search_space, self.num_envs, one_shot)
-        self._actions: np.ndarray | None = None
-        self._completing: list[Architecture | None] = [None] * self.num_envs
 
     @property
     def counters(self) -> SearchCounters:
@@ -89,30 +77,15 @@ class VecSearchRecord(VecEnvWrapper):
             arch, Evaluation(accuracy=math.nan, cost=0.0, evaluated=False), reward, "replayed"
         )
 
-    # ---- VecEnv API ---------------------------------------------------------------
-    def reset(self):
-        self._pending.reset()
-        return self.venv.reset()
+    # ---- the completed architectures ---------------------------------------------
+    def before_completion(self, index: int, arch: Architecture) -> None:
+        if self.is_cached(arch):
+            served = self._results[arch].replace(cached=True, cost=0.0)
+            self.venv.env_method("provide", served, indices=[index])
 
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions)
-        self._completing = self._pending.completed_by(self._actions)
-        for i, arch in enumerate(self._completing):
-            if arch is not None and self.is_cached(arch):
-                served = self._results[arch].replace(cached=True, cost=0.0)
-                self.venv.env_method("provide", served, indices=[i])
-        self.venv.step_async(actions)
-
-    def step_wait(self) -> VecEnvStepReturn:
-        obs, rewards, dones, infos = self.venv.step_wait()
-        for i, arch in enumerate(self._completing):
-            if arch is not None and dones[i]:
-                self._append(arch, infos[i], float(rewards[i]))
-        if self._actions is not None:
-            self._pending.advance(self._actions, dones)
-        return obs, rewards, dones, infos
-
-    def _append(self, arch: Architecture, info: dict[str, Any], reward: float) -> None:
+    def after_completion(
+        self, index: int, arch: Architecture, info: dict[str, Any], reward: float
+    ) -> None:
         evaluation = info.get("evaluation")
         if not isinstance(evaluation, Evaluation):  # e.g. a worker that died for good
             error = info.get("error", "the env reported no evaluation")

@@ -20,12 +20,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from scipy import stats
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+from stable_baselines3.common.vec_env import VecEnv
 
 from fnas_env.arch import Architecture
 from fnas_env.evaluators.base import Evaluation
-from wrappers.pending import PendingArchitectures
+from wrappers.pending import VecArchitectureWrapper
 
 __all__ = ["TrustRule", "Decision", "UncertaintyGate", "VecUncertaintyGate", "ENCODINGS"]
 
@@ -465,7 +464,7 @@ class UncertaintyGate(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-class VecUncertaintyGate(VecEnvWrapper):
+class VecUncertaintyGate(VecArchitectureWrapper):
     """UAC for a VecEnv: one critic in the controller's process, every worker's evaluations.
 
     ## Description
@@ -500,16 +499,7 @@ class VecUncertaintyGate(VecEnvWrapper):
 
     def __init__(self, venv: VecEnv, critic: Any | None = None, **settings: Any):
         super().__init__(venv)
-        if not venv.has_attr("search_space"):
-            raise TypeError(
-                "VecUncertaintyGate wraps a VecEnv of fnas_env NAS envs (they have a "
-                "'search_space' attribute)"
-            )
-        space = venv.get_attr("search_space", indices=[0])[0]
-        one_shot = bool(venv.get_attr("one_shot", indices=[0])[0])
-        self.rule = TrustRule(space, critic, **settings)
-        self._pending = PendingArchitectures(space, self.num_envs, one_shot)
-        self._actions: np.ndarray | None = None
+        self.rule = TrustRule(self.search_space, critic, **settings)
         self._decisions: list[Decision | None] = [None] * self.num_envs
         from stable_baselines3.common.vec_env import unwrap_vec_wrapper
 
@@ -534,32 +524,20 @@ class VecUncertaintyGate(VecEnvWrapper):
             return self._record.is_cached(arch)
         return bool(self.venv.env_method("is_cached", arch, indices=[index])[0])
 
-    def reset(self):
-        self._pending.reset()
-        return self.venv.reset()
+    def before_completion(self, index: int, arch: Architecture) -> None:
+        decision = self.rule.decide(arch, cached=self._is_cached(index, arch))
+        if decision.trust:
+            self.venv.env_method(
+                "provide", decision.evaluation(), reward=decision.v, indices=[index]
+            )
+        self._decisions[index] = decision
 
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions)
-        self._decisions = [None] * self.num_envs
-        for i, arch in enumerate(self._pending.completed_by(self._actions)):
-            if arch is None:
-                continue
-            decision = self.rule.decide(arch, cached=self._is_cached(i, arch))
-            if decision.trust:
-                self.venv.env_method(
-                    "provide", decision.evaluation(), reward=decision.v, indices=[i]
-                )
-            self._decisions[i] = decision
-        self.venv.step_async(actions)
-
-    def step_wait(self) -> VecEnvStepReturn:
-        obs, rewards, dones, infos = self.venv.step_wait()
-        for i, decision in enumerate(self._decisions):
-            if decision is not None and dones[i]:
-                self.rule.observe(decision, infos[i], float(rewards[i]))
-        if self._actions is not None:
-            self._pending.advance(self._actions, dones)
-        return obs, rewards, dones, infos
+    def after_completion(
+        self, index: int, arch: Architecture, info: dict[str, Any], reward: float
+    ) -> None:
+        decision = self._decisions[index]
+        if decision is not None:
+            self.rule.observe(decision, info, reward)
 
 
 def _has_wrapper_attr(env: gym.Env, name: str) -> bool:
