@@ -11,7 +11,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["fnas_env*", "agents*", "wrappers*"]),
-    package_data={"fnas_env": ["py.typed"]},
+    package_data={"fnas_env": ["py.typed", "hyperparams/*.yml"]},
+    entry_points={"console_scripts": ["fnas = fnas_env.cli:main"]},
     install_requires=[
         "gymnasium>=1.0,<2",
         "stable-baselines3>=2.4",
@@ -27,11 +28,24 @@ setup(
         "safetensors>=0.4",
         "tqdm",
         "rich",
+        "matplotlib>=3.7",  # fnas report
     ],
     extras_require={
         # parallel evaluation on Ray (fnas_env.ray_vec_env.RayVecEnv)
         "ray": ["ray>=2.9"],
-        # the test suite starts a local Ray, so the dev tools include the extra
-        "dev": ["pytest>=8", "ruff>=0.6", "ray>=2.9"],
+        # ONNX files beside the TorchScript module (fnas export)
+        "export": ["onnx>=1.16", "onnxscript>=0.2"],
+        # rl-baselines3-zoo (python -m rl_zoo3.train --gym-packages fnas_env ...)
+        "zoo": ["rl_zoo3>=2.4"],
+        # the test suite starts a local Ray, exports ONNX and runs the zoo: the dev
+        # tools include those extras
+        "dev": [
+            "pytest>=8",
+            "ruff>=0.6",
+            "ray>=2.9",
+            "onnx>=1.16",
+            "onnxscript>=0.2",
+            "rl_zoo3>=2.4",
+        ],
     },
 )
