@@ -24,7 +24,9 @@ the controller, the critic and the record stay in this process.
 
 Everything lands in ``--run-dir``: ``record.jsonl`` (every evaluated
 architecture, append-only; rerunning with the same folder resumes the search),
-``search.json`` (the reward's target T, reused by a resumed search),
+``search.json`` (the search's settings and its reward's target T, reused by a
+resumed search; ``fnas search --run-dir`` resumes it too, ``fnas export``,
+``fnas train`` and ``fnas report`` read it),
 ``tb/`` (TensorBoard), ``pool/`` (the knowledge pool, unless ``--pool`` points
 elsewhere), ``critic.pt`` (UAC's V and U), ``aeb/`` (the experience buffer) and
 ``latency.json`` (the latencies this search used, T included). ``--architectures`` counts trained
@@ -34,23 +36,23 @@ elsewhere), ``critic.pt`` (UAC's V and U), ``aeb/`` (the experience buffer) and
 from __future__ import annotations
 
 import argparse
-import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
-import gymnasium as gym
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv
-from tqdm import tqdm
 
 import fnas_env  # noqa: F401 - registers FNAS-MNAS-v0
 from agents.fnas_ppo import make_fnas_controller
 from agents.search import run_search
-from fnas_env.spaces import get_space
-from wrappers.aeb import ExperienceBuffer
-from wrappers.critic import UncertaintyCritic
+from agents.session import (
+    SearchProgress,
+    fix_target,
+    make_search_venv,
+    open_buffer,
+    open_critic,
+)
+from fnas_env.run import RunFolder, RunSettings
 from wrappers.record import VecSearchRecord
 from wrappers.uac import VecUncertaintyGate
 
@@ -118,45 +120,6 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-class ProxyLog(BaseCallback):
-    """Progress bar per trained architecture; TensorBoard means of the proxy results.
-
-    Architectures rewarded by the critic (``info["evaluated"]`` False) are not
-    trained: they count in the bar's postfix, not in its progress.
-    """
-
-    def __init__(self, record: VecSearchRecord, total: int, show: bool = True):
-        super().__init__()
-        self.record = record
-        self.bar = tqdm(total=total, unit="arch", disable=not show, dynamic_ncols=True)
-        self.trusted = 0
-
-    def _on_step(self) -> bool:
-        for done, info in zip(self.locals["dones"], self.locals["infos"]):
-            if not done or "arch" not in info:
-                continue
-            if not info["evaluated"]:
-                self.trusted += 1
-                continue
-            self.logger.record_mean("proxy/accuracy", info["accuracy"])
-            self.logger.record_mean("proxy/latency", info["latency"])
-            self.logger.record_mean("proxy/reward", info["reward"])
-            self.logger.record_mean("proxy/cost_s", info["cost"] or 0.0)
-            if "pool_hit_ratio" in info:
-                self.logger.record_mean("akp/hit_ratio", info["pool_hit_ratio"])
-                self.logger.record_mean("akp/exact_ratio", info["pool_exact_ratio"])
-                self.logger.record_mean("akp/lookup_ms", info["pool_lookup_ms"])
-            best = self.record.counters.best_reward
-            self.bar.set_postfix(
-                acc=f"{info['accuracy']:.1f}", best=f"{best:.2f}", trusted=self.trusted
-            )
-            self.bar.update(1)
-        return True
-
-    def _on_training_end(self) -> None:
-        self.bar.close()
-
-
 def main() -> None:
     args = parse_args()
     if args.architectures < 1:
@@ -165,15 +128,11 @@ def main() -> None:
         raise SystemExit("--workers must be at least 1")
     start = time.perf_counter()
     torch.set_num_threads(1)  # proxy networks and a 100-unit LSTM: one thread is fastest
-    run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run = RunFolder(args.run_dir)
     no_pool = args.pool is not None and args.pool.lower() == "none"
-    pool = None if no_pool else Path(args.pool or run_dir / "pool")
-    record_path = run_dir / "record.jsonl"
-    env_kwargs = dict(
+    pool = None if no_pool else Path(args.pool or run.pool_dir)
+    search_kwargs = dict(
         dataset=args.dataset,
-        data_root=args.data_root,
-        download=args.download,
         constraint=args.constraint,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -183,68 +142,52 @@ def main() -> None:
         max_train=args.max_train,
         max_val=args.max_val,
         cost_model=args.cost_model,
+        target=args.target if args.target == "base" else float(args.target),
+    )
+    # where it runs and what it keeps, not what it searches
+    local_kwargs = dict(
+        data_root=args.data_root,
+        download=args.download,
         pool=None if pool is None else str(pool),
         seed=args.seed,
-        latency_cache=str(run_dir / "latency.json"),
+        latency_cache=str(run.latency_path),
     )
 
     # 1. one reward definition per search: the target T is fixed once and kept in the run
-    #    folder, so a resumed search (and every worker) scores with the same T
-    settings_path = run_dir / "search.json"
-    if settings_path.exists():
-        target = json.loads(settings_path.read_text())["target"]
+    #    folder (search.json), so a resumed search (and every worker) scores with the same T
+    if run.has_settings():
+        settings = run.settings()
+        search_kwargs["target"] = settings.env_kwargs["target"]
     else:
-        target = args.target if args.target == "base" else float(args.target)
-        if target == "base":  # MobileNetV2's cost under this proxy config
-            probe = gym.make("FNAS-MNAS-v0", **env_kwargs, target="base")
-            target = probe.unwrapped.reward_config.target
-            probe.close()
-        settings_path.write_text(json.dumps({**vars(args), "target": target}, indent=1))
-    env_kwargs["target"] = target
+        fixed = fix_target("FNAS-MNAS-v0", {**search_kwargs, **local_kwargs})
+        search_kwargs["target"] = fixed["target"]
+        settings = RunSettings("FNAS-MNAS-v0", search_kwargs, method="fnas", seed=args.seed)
+    run.check_same_search(replace(settings, env_kwargs=search_kwargs))
+    target = search_kwargs["target"]
 
     # 2. the environments: one token per step; the last token trains the architecture.
     #    Several workers: each env in a Ray actor, all sharing the pool folder
-    if args.workers > 1:
-        from fnas_env.ray_vec_env import make_ray_vec_env
-
-        venv = make_ray_vec_env(
-            "FNAS-MNAS-v0",
-            n_envs=args.workers,
-            env_kwargs=env_kwargs,
-            address=args.ray_address,
-            num_gpus=args.gpus_per_worker,
-        )
-    else:
-        venv = DummyVecEnv([lambda: Monitor(gym.make("FNAS-MNAS-v0", **env_kwargs))])
+    venv = make_search_venv(
+        "FNAS-MNAS-v0",
+        {**search_kwargs, **local_kwargs},
+        workers=args.workers,
+        ray_address=args.ray_address,
+        gpus_per_worker=args.gpus_per_worker,
+        seed=args.seed,
+    )
     # the search's one durable record, in this process (a rerun resumes from it)
-    record = VecSearchRecord(venv, record_path, seed=args.seed)
+    record = VecSearchRecord(venv, run.record_path, seed=args.seed)
     unit = venv.get_attr("evaluator", indices=[0])[0].unit
-    space = get_space("mnas")
 
-    # 3. UAC: a critic from an earlier search (file), else one transferred from a search
-    #    on another task (its weights, this task's reward scale), else rebuilt from this
-    #    run's record (a killed search loses nothing), else new; the gate, in this
-    #    process, skips training of the architectures it is sure about
-    critic_path = Path(args.critic or run_dir / "critic.pt")
-    if critic_path.exists():
-        critic = UncertaintyCritic.load(critic_path)
-    elif args.transfer_critic:
-        critic = UncertaintyCritic.load(args.transfer_critic)
-        critic.clear_replay()  # forget the old task's rewards, re-scale V on this task's
-        if record_path.exists():
-            critic.fit_record(record_path)
-    else:
-        critic = UncertaintyCritic(space.embedding_dim, seed=args.seed)
-        if record_path.exists():
-            critic.fit_record(record_path)
+    # 3. UAC: the critic of an earlier run of this search, else one transferred from a
+    #    search on another task (its weights, this task's reward scale), else new; the
+    #    gate, in this process, skips training of the architectures it is sure about
+    critic_path = Path(args.critic or run.critic_path)
+    critic = open_critic(run, "mnas", args.seed, path=critic_path, transfer=args.transfer_critic)
     env = VecUncertaintyGate(record, critic, warmup=args.uac_warmup) if args.uac else record
 
     # 4. AEB: a small prioritized replay of past architectures, kept between runs
-    aeb_path = run_dir / "aeb"
-    buffer = None
-    if args.aeb:
-        has_buffer = (aeb_path / "buffer.json").exists()
-        buffer = ExperienceBuffer.load(aeb_path) if has_buffer else ExperienceBuffer()
+    buffer = open_buffer(run) if args.aeb else None
 
     # 5. the controller: RecurrentPPO, one LSTM layer of 100 units, FNAS batch rules;
     #    a PPO update learns from 8 architectures however many workers sample them
@@ -254,7 +197,7 @@ def main() -> None:
         aeb=args.aeb,
         experience_buffer=buffer,
         seed=args.seed,
-        tensorboard_log=str(run_dir / "tb"),
+        tensorboard_log=str(run.tb_dir),
         architectures_per_update=max(1, 8 // args.workers),
     )
 
@@ -263,20 +206,21 @@ def main() -> None:
     run_search(
         model,
         budget=args.architectures,
-        callback=ProxyLog(record, args.architectures, args.progress_bar),
+        callback=SearchProgress(lambda: record.counters, args.architectures, args.progress_bar),
         tb_log_name="fnas",
     )
 
     if args.uac:
         critic.save(critic_path)
     if buffer is not None:
-        buffer.save(aeb_path)
+        buffer.save(run.aeb_dir)
     venv.close()
+    counters = record.counters
+    run.save_settings(replace(settings, budget=counters.activated))  # `fnas search` resumes it
 
     # 7. the best architecture found
     best = max(record.record.evaluated(), key=lambda e: e.reward)
     wall = time.perf_counter() - start
-    counters = record.counters
     print(
         f"architectures: {counters.sampled} sampled, {counters.activated} trained "
         f"({counters.failed} failed), {counters.surrogate} rewarded by the critic, "
@@ -291,18 +235,19 @@ def main() -> None:
         f"wall time {wall:.0f} s with {args.workers} worker(s); mean evaluation cost "
         f"{per_arch:.1f} s per architecture"
     )
-    print(f"search record: {record_path}")
-    print(f"tensorboard logs: {run_dir / 'tb'}")
+    print(f"search record: {run.record_path}")
+    print(f"tensorboard logs: {run.tb_dir}")
     if args.uac:
         print(f"UAC critic: {critic_path}")
     if buffer is not None:
-        print(f"experience buffer: {aeb_path} ({len(buffer)} entries)")
+        print(f"experience buffer: {run.aeb_dir} ({len(buffer)} entries)")
     if pool is not None:
         from fnas_env.knowledge_pool import KnowledgePool
 
         print(f"knowledge pool: {pool} ({len(KnowledgePool(pool))} blocks)")
     else:
         print("knowledge pool: off")
+    print(f"next: fnas export {run.path}   fnas train {run.path}   fnas report {run.path}")
 
 
 if __name__ == "__main__":

@@ -18,13 +18,28 @@ from fnas_env.arch import Architecture
 from fnas_env.evaluators.base import Evaluation, Evaluator
 from fnas_env.record import SearchRecord, record_kind
 from fnas_env.reward import RewardConfig, mnas_reward
+from fnas_env.spaces.base import SearchSpace
 
-__all__ = ["NASEnv"]
+__all__ = ["NASEnv", "nas_spaces"]
 
 
 class _UnsupportedRenderMode(ValueError, TypeError):
     """A ValueError that is also a TypeError: SB3's ``make_vec_env`` passes
     ``render_mode="rgb_array"`` and retries without it only on TypeError."""
+
+
+def nas_spaces(
+    search_space: SearchSpace, one_shot: bool = False
+) -> tuple[spaces.Box, spaces.Space]:
+    """The observation and action spaces of a :class:`NASEnv` over ``search_space``.
+
+    See the class docstring (no evaluator or data is needed to know them).
+    """
+    num_choices = search_space.num_choices
+    if one_shot:
+        return spaces.Box(0.0, 1.0, (1,), np.float32), spaces.MultiDiscrete(list(num_choices))
+    size = search_space.max_choices + 1 + len(num_choices)
+    return spaces.Box(0.0, 1.0, (size,), np.float32), spaces.Discrete(reduce(lcm, num_choices))
 
 
 class NASEnv(gym.Env):
@@ -142,16 +157,10 @@ class NASEnv(gym.Env):
 
         self.num_choices = self.search_space.num_choices
         self.horizon = len(self.num_choices)
-        if self.one_shot:
-            self.action_space = spaces.MultiDiscrete(list(self.num_choices))
-            self.observation_space = spaces.Box(0.0, 1.0, (1,), np.float32)
-        else:
-            self.num_tokens = reduce(lcm, self.num_choices)
-            self.action_space = spaces.Discrete(self.num_tokens)
+        self.observation_space, self.action_space = nas_spaces(self.search_space, self.one_shot)
+        if not self.one_shot:
+            self.num_tokens = int(self.action_space.n)
             self._start = self.search_space.max_choices
-            self.observation_space = spaces.Box(
-                0.0, 1.0, (self._start + 1 + self.horizon,), np.float32
-            )
         self._position = 0
         self._choices: list[int] = []
         self._last_info: dict[str, Any] = {}

@@ -1,14 +1,126 @@
-"""``fnas envs`` (placeholder, being written)."""
+"""``fnas envs``: the registered envs, their spaces, sizes and the data each needs."""
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
+from typing import Any
+
+EXAMPLES = """\
+examples:
+  fnas envs           # a table
+  fnas envs --json    # the same, for scripts
+"""
+
+#: per env id: its search space, what scores an architecture, and the data it needs
+CATALOG: dict[str, dict[str, str | None]] = {
+    "FNAS-MNAS-v0": {
+        "space": "mnas",
+        "evaluator": "real proxy training (+ knowledge pool), latency from a per-layer table",
+        "data": "none by default (digits ships with scikit-learn); torchvision datasets "
+        "under --data-root (or --download), or an ImageFolder folder",
+        "file": None,
+    },
+    "FNAS-NB201-v0": {
+        "space": "nb201",
+        "evaluator": "NAS-Bench-201 table lookup (cifar10, cifar100, ImageNet16-120)",
+        "data": "the NAS-Bench-201 table under FNAS_BENCHMARK_DIR",
+        "file": "fnas_env.evaluators.tabular:NB201_FILE",
+    },
+    "FNAS-Macro-v0": {
+        "space": "macro",
+        "evaluator": "NAS-Bench-Macro table lookup (CIFAR-10)",
+        "data": "the NAS-Bench-Macro table under FNAS_BENCHMARK_DIR",
+        "file": "fnas_env.evaluators.tabular:MACRO_FILE",
+    },
+    "FNAS-ANB-v0": {
+        "space": "anb",
+        "evaluator": "Accel-NASBench surrogate (ImageNet accuracy, device latency/throughput)",
+        "data": "the Accel-NASBench archive under FNAS_BENCHMARK_DIR",
+        "file": "fnas_env.evaluators.anb:ANB_FILE",
+    },
+}
+#: factory arguments every env takes (listed once, not per env)
+COMMON = ("one_shot", "record_path", "render_mode", "cache", "benchmark_dir")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("envs", help="(being written)")
+    p = sub.add_parser(
+        "envs",
+        help="list the registered envs",
+        description="The FNAS envs: search space, number of architectures, observation and "
+        "action spaces, what scores an architecture, the data it needs and its options.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=run)
 
 
+def describe(env_id: str) -> dict[str, Any]:
+    """What ``fnas envs`` prints about ``env_id`` (no env is built, no data is read)."""
+    import gymnasium as gym
+
+    from fnas_env.env import nas_spaces
+    from fnas_env.evaluators.base import default_benchmark_dir
+    from fnas_env.spaces import get_space
+
+    info = CATALOG[env_id]
+    space = get_space(str(info["space"]))
+    observation, action = nas_spaces(space)
+    _, one_shot_action = nas_spaces(space, one_shot=True)
+    module, name = str(gym.registry[env_id].entry_point).split(":")
+    factory = getattr(__import__(module, fromlist=[name]), name)
+    options = [p for p in inspect.signature(factory).parameters if p not in COMMON]
+    data_status = "bundled"
+    if info["file"] is not None:
+        file_module, file_name = str(info["file"]).split(":")
+        relative = getattr(__import__(file_module, fromlist=[file_name]), file_name)
+        base = default_benchmark_dir()
+        found = base is not None and (base / relative).is_file()
+        data_status = f"{relative}: {'found' if found else 'missing'}"
+    return {
+        "id": env_id,
+        "space": space.name,
+        "decisions": space.num_decisions,
+        "architectures": space.size,
+        "observation_space": str(observation),
+        "action_space": str(action),
+        "one_shot_action_space": (
+            f"MultiDiscrete({len(one_shot_action.nvec)} decisions of "
+            f"{min(one_shot_action.nvec)}-{max(one_shot_action.nvec)} choices)"
+        ),
+        "evaluator": info["evaluator"],
+        "data": info["data"],
+        "data_status": data_status,
+        "options": options,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("fnas envs is being written")
+    import fnas_env  # noqa: F401 - registers the ids
+
+    rows = [describe(env_id) for env_id in CATALOG]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for row in rows:
+        print(row["id"])
+        print(
+            f"  space         {row['space']}: {row['decisions']} decisions, "
+            f"{row['architectures']:.4g} architectures"
+        )
+        print(
+            f"  sequential    observation {row['observation_space']}, "
+            f"action {row['action_space']} (one token per step)"
+        )
+        print(f"  one_shot=True action {row['one_shot_action_space']} (one architecture)")
+        print(f"  evaluator     {row['evaluator']}")
+        print(f"  data          {row['data']} [{row['data_status']}]")
+        print(f"  options       {', '.join(row['options']) or '(none)'}")
+    print(
+        "every env also takes one_shot, record_path, cache and render_mode; "
+        "'fnas search --env ID --env-kwarg KEY=VALUE' passes any option"
+    )
+    return 0
