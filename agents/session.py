@@ -39,6 +39,7 @@ __all__ = [
     "SearchOutcome",
     "SearchProgress",
     "check_env_kwargs",
+    "check_search",
     "fix_target",
     "make_search_venv",
     "open_critic",
@@ -240,6 +241,30 @@ def _best(run: RunFolder) -> RecordEntry | None:
     return max(entries, key=lambda e: e.reward) if entries else None
 
 
+def check_search(
+    settings: RunSettings, workers: int = 1, runtime_kwargs: dict[str, Any] | None = None
+) -> None:
+    """Raise ``ValueError`` for a search :func:`run_in_folder` cannot run, saying why.
+
+    An unknown method or env, an option the env does not take, a budget that is not
+    a positive int, or several workers for a method that evaluates one architecture
+    at a time.
+    """
+    if settings.method not in METHODS:
+        raise ValueError(f"unknown method {settings.method!r}; choose one of {', '.join(METHODS)}")
+    budget = settings.budget
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"budget must be a positive int (activated samples), got {budget!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    if workers > 1 and settings.method not in RL_METHODS:
+        raise ValueError(
+            f"method {settings.method!r} evaluates one architecture at a time; "
+            f"--workers > 1 needs one of {', '.join(RL_METHODS)}"
+        )
+    check_env_kwargs(settings.env_id, {**settings.env_kwargs, **(runtime_kwargs or {})})
+
+
 def run_in_folder(
     run: RunFolder,
     settings: RunSettings,
@@ -274,17 +299,7 @@ def run_in_folder(
         ValueError: an unknown env, method or env option, a bad budget, or several
             workers for a method that evaluates one architecture at a time.
     """
-    if settings.method not in METHODS:
-        raise ValueError(f"unknown method {settings.method!r}; choose one of {', '.join(METHODS)}")
-    budget = settings.budget
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise ValueError(f"budget must be a positive int (activated samples), got {budget!r}")
-    if workers > 1 and settings.method not in RL_METHODS:
-        raise ValueError(
-            f"method {settings.method!r} evaluates one architecture at a time; "
-            f"--workers > 1 needs one of {', '.join(RL_METHODS)}"
-        )
-    check_env_kwargs(settings.env_id, {**settings.env_kwargs, **(runtime_kwargs or {})})
+    check_search(settings, workers, runtime_kwargs)
     resumed = run.has_settings()
     if resumed:
         settings = _with_stored_target(settings, run.settings())

@@ -69,7 +69,11 @@ class RunSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSettings:
-        known = {k: data[k] for k in ("env_id", "env_kwargs", "method", "seed", "budget", "options") if k in data}
+        known = {
+            k: data[k]
+            for k in ("env_id", "env_kwargs", "method", "seed", "budget", "options")
+            if k in data
+        }
         if "env_id" not in known:
             raise ValueError("search settings have no 'env_id'")
         return cls(**known)

@@ -37,7 +37,12 @@ class CLIError(Exception):
 
 
 #: errors that say what the user gave wrong (raised by the library with a clear message)
-USER_ERRORS: tuple[type[BaseException], ...] = (CLIError, ValueError, FileNotFoundError, PermissionError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    CLIError,
+    ValueError,
+    FileNotFoundError,
+    PermissionError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'fnas COMMAND --help' for a command's options and examples.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in COMMANDS.items():
+    for module in COMMANDS.values():
         importlib.import_module(module).add_parser(sub)
     return parser
 

@@ -145,12 +145,10 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, Any, dict[str, An
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from agents.session import check_env_kwargs, run_in_folder, summary_lines
+    from agents.session import check_search, run_in_folder, summary_lines
 
     run_folder, settings, runtime = settings_from_args(args)
-    if args.workers < 1:
-        raise ValueError(f"--workers must be a positive int, got {args.workers}")
-    check_env_kwargs(settings.env_id, {**settings.env_kwargs, **runtime})
+    check_search(settings, args.workers, runtime)
     run_folder.check_same_search(settings)  # before anything is built or printed
     torch.set_num_threads(1)  # proxy networks and a 100-unit LSTM: one thread is fastest
     print(

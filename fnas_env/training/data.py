@@ -17,7 +17,9 @@ Sources (:func:`load_dataset`):
   once.
 
 Validation comes from the training split (stratified, fixed per ``seed``): the
-search never looks at a test set, as in MnasNet's held-out proxy set.
+search never looks at a test set, as in MnasNet's held-out proxy set. The official
+test split of the torchvision datasets is read only on request, by
+:func:`load_test_split` (for a final evaluation after full training).
 """
 
 from __future__ import annotations
@@ -33,10 +35,20 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
-__all__ = ["ImageDataset", "DatasetNotFound", "load_dataset", "DATASETS"]
+__all__ = [
+    "ImageDataset",
+    "DatasetNotFound",
+    "load_dataset",
+    "load_test_split",
+    "has_test_split",
+    "DATASETS",
+    "TEST_SPLITS",
+]
 
 #: Named datasets (anything else is taken as an ImageFolder path).
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
+#: Named datasets with an official test split (:func:`load_test_split`).
+TEST_SPLITS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 
 
 class DatasetNotFound(FileNotFoundError):
@@ -50,7 +62,9 @@ class ImageDataset:
     ``x_*`` are float32 ``(N, C, H, W)``, normalised per channel with the
     training split's mean and std; ``y_*`` are int64 labels in
     ``0..num_classes-1``. ``class_names[i]`` names label ``i`` (after a class
-    subset was remapped).
+    subset was remapped). ``mean`` and ``std`` are the per-channel statistics the
+    images were normalised with (in the source's pixel scale: 0..255, or 0..16 for
+    digits), ``None`` for a dataset built by hand.
     """
 
     name: str
@@ -63,6 +77,8 @@ class ImageDataset:
     resolution: int
     class_names: tuple[str, ...]
     seed: int = 0
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     @property
     def num_train(self) -> int:
@@ -161,7 +177,62 @@ def load_dataset(
         resolution=int(x_train.shape[-1]),
         class_names=tuple(class_names),
         seed=seed,
+        mean=tuple(float(v) for v in mean.flatten()),
+        std=tuple(float(v) for v in std.flatten()),
     )
+
+
+def has_test_split(name: str | os.PathLike) -> bool:
+    """Whether :func:`load_test_split` can read ``name``'s official test split."""
+    if isinstance(name, os.PathLike):
+        return False
+    return str(name).lower().replace("-", "_") in TEST_SPLITS
+
+
+def load_test_split(
+    name: str,
+    like: ImageDataset,
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official test split of a torchvision dataset, prepared like ``like``.
+
+    The images are resized to ``like.resolution`` and normalised with ``like``'s
+    training statistics; only ``like``'s classes are kept, remapped to its labels.
+    The search never reads it: it is for the final evaluation of a fully trained
+    network.
+
+    Args:
+        name: one of :data:`TEST_SPLITS`.
+        like: the training data (from :func:`load_dataset` on the same dataset).
+        root: folder of the dataset's files (default ``~/.cache/fnas/data``).
+        download: let torchvision download missing files (default False).
+
+    Returns:
+        ``(x, y)``: float32 ``(N, C, H, W)`` images and int64 labels.
+
+    Raises:
+        ValueError: ``name`` has no official test split (digits, ImageFolder
+            paths), or ``like`` carries no normalisation statistics.
+        DatasetNotFound: the test files are missing and ``download`` is False.
+    """
+    key = str(name).lower().replace("-", "_")
+    if key not in TEST_SPLITS:
+        raise ValueError(
+            f"dataset {str(name)!r} has no official test split (those of {list(TEST_SPLITS)} do)"
+        )
+    if like.mean is None or like.std is None:
+        raise ValueError("like must come from load_dataset (it has no mean/std)")
+    root_path = Path(root).expanduser() if root is not None else _default_root()
+    images, labels, class_names = _LOADERS[key](root_path, download, train=False)
+    images, labels, _ = _select_classes(images, labels, class_names, list(like.class_names))
+    x = torch.from_numpy(np.ascontiguousarray(images)).float()
+    if x.shape[-1] != like.resolution:
+        x = _resize(x, like.resolution)
+    mean = torch.tensor(like.mean).view(1, -1, 1, 1)
+    std = torch.tensor(like.std).view(1, -1, 1, 1)
+    return ((x - mean) / std).contiguous(), torch.from_numpy(labels.astype(np.int64))
 
 
 # ---- splitting and class subsets -------------------------------------------------
@@ -230,7 +301,7 @@ def _missing(name: str, root: Path, looked_for: Path) -> DatasetNotFound:
     )
 
 
-def _load_digits(root: Path, download: bool):
+def _load_digits(root: Path, download: bool, train: bool = True):
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -239,12 +310,12 @@ def _load_digits(root: Path, download: bool):
 
 
 def _load_mnist_like(cls_name: str, key: str):
-    def load(root: Path, download: bool):
+    def load(root: Path, download: bool, train: bool = True):
         import torchvision.datasets as tvd
 
         cls = getattr(tvd, cls_name)
         try:
-            ds = cls(str(root), train=True, download=download)
+            ds = cls(str(root), train=train, download=download)
         except RuntimeError as exc:
             if download:
                 raise
@@ -256,10 +327,11 @@ def _load_mnist_like(cls_name: str, key: str):
 
 
 def _load_cifar(key: str):
-    folder, files, label_key, meta_file, names_key, tv_name = {
+    folder, train_files, test_files, label_key, meta_file, names_key, tv_name = {
         "cifar10": (
             "cifar-10-batches-py",
             [f"data_batch_{i}" for i in range(1, 6)],
+            ["test_batch"],
             "labels",
             "batches.meta",
             "label_names",
@@ -268,6 +340,7 @@ def _load_cifar(key: str):
         "cifar100": (
             "cifar-100-python",
             ["train"],
+            ["test"],
             "fine_labels",
             "meta",
             "fine_label_names",
@@ -275,14 +348,15 @@ def _load_cifar(key: str):
         ),
     }[key]
 
-    def load(root: Path, download: bool):
+    def load(root: Path, download: bool, train: bool = True):
+        files = train_files if train else test_files
         base = root / folder
         if not all((base / f).is_file() for f in files):
             if not download:
                 raise _missing(key, root, base)
             import torchvision.datasets as tvd
 
-            getattr(tvd, tv_name)(str(root), train=True, download=True)
+            getattr(tvd, tv_name)(str(root), train=train, download=True)
         # Read the python-format batches directly: torchvision's class also
         # md5-checks every file of both splits on each load.
         data, labels = [], []
@@ -312,9 +386,15 @@ def _load_image_folder(path: Path, resolution: int | None):
             f"ImageFolder directory {str(path)!r} does not exist (expected "
             "<dir>/<class name>/<image files>)"
         )
-    folder = ImageFolder(str(path))
+    layout = "<dir>/<class name>/<image files>, e.g. flowers/rose/0001.jpg"
+    try:
+        folder = ImageFolder(str(path))
+    except FileNotFoundError as err:  # no class folders, or no image files in them
+        raise DatasetNotFound(
+            f"{str(path)!r} is not an ImageFolder ({err}); expected {layout}"
+        ) from None
     if not folder.samples:
-        raise DatasetNotFound(f"no images found under {str(path)!r}")
+        raise DatasetNotFound(f"no images found under {str(path)!r}; expected {layout}")
     images, size = [], None
     for file, _ in folder.samples:
         with Image.open(file) as im:
