@@ -183,3 +183,15 @@ def test_help_of_every_command_has_examples():
         result = fnas(command, "--help", timeout=60)
         assert result.returncode == 0, result.stderr
         assert "examples:" in result.stdout, command
+
+
+def test_fnas_search_on_two_ray_workers_keeps_one_record(tmp_path):
+    pytest.importorskip("ray", reason="Ray is the [ray] extra (installed with [dev])")
+    run_dir = tmp_path / "ray"
+    args = ["search", "--env", "FNAS-NB201-v0", "--method", "fnas", "--budget", "8"]
+    result = fnas(*args, "--workers", "2", "--run-dir", str(run_dir), "--no-progress-bar")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 worker(s)" in result.stdout
+    entries = evaluated(run_dir)
+    assert len(entries) >= 8 and len({e.choices for e in entries}) == len(entries)
+    assert (run_dir / "critic.pt").is_file()
