@@ -8,7 +8,8 @@ method, seed) and lives in a :class:`~fnas_env.run.RunFolder`. The steps:
    kept in ``search.json``, so a resumed search and every worker score alike.
 2. :func:`make_search_venv`: the envs, in this process or in Ray actors.
 3. :func:`open_critic` and :func:`open_buffer`: UAC's critic and AEB's buffer from
-   the run folder (or another task's), else new.
+   the run folder (or another task's), else new; the controller's policy from its
+   last checkpoint (:class:`ControllerCheckpoint`).
 4. :func:`run_in_folder`: any method of :data:`METHODS` until the search's budget
    of activated samples is spent; a folder with a record resumes it.
 """
@@ -38,6 +39,7 @@ __all__ = [
     "RL_METHODS",
     "SearchOutcome",
     "SearchProgress",
+    "ControllerCheckpoint",
     "check_env_kwargs",
     "check_search",
     "fix_target",
@@ -216,6 +218,57 @@ class SearchProgress(BaseCallback):
 
     def _on_training_end(self) -> None:
         self.bar.close()
+
+
+class ControllerCheckpoint(BaseCallback):
+    """Keeps the controller's policy and optimizer in ``path`` after every PPO update.
+
+    A resumed search loads them (:meth:`restore`), so the controller goes on from
+    what it learnt instead of starting over; written atomically, so a killed search
+    leaves the last complete checkpoint.
+
+    Args:
+        path: the checkpoint file (``run/controller.pt``).
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+
+    @staticmethod
+    def restore(model: Any, path: Path) -> bool:
+        """Load a checkpoint into ``model``'s policy and optimizer; False when there is none."""
+        import torch
+
+        if not Path(path).is_file():
+            return False
+        state = torch.load(path, map_location=model.device, weights_only=True)
+        model.policy.load_state_dict(state["policy"])
+        model.policy.optimizer.load_state_dict(state["optimizer"])
+        return True
+
+    def save(self) -> None:
+        import os
+
+        import torch
+
+        tmp = self.path.with_suffix(".tmp")
+        state = {
+            "policy": self.model.policy.state_dict(),
+            "optimizer": self.model.policy.optimizer.state_dict(),
+        }
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def _on_rollout_start(self) -> None:  # the previous rollout's update is done
+        if self.model.num_timesteps > 0:
+            self.save()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        self.save()
 
 
 @dataclass(frozen=True)
@@ -419,8 +472,13 @@ def _run_rl(
                 tensorboard_log=str(run.tb_dir),
                 architectures_per_update=per_update,
             )
-        progress = SearchProgress(lambda: record.counters, remaining, progress_bar)
-        run_search(model, budget=remaining, callback=progress, tb_log_name=settings.method)
+        if ControllerCheckpoint.restore(model, run.controller_path):
+            log(f"controller restored from {run.controller_path}")
+        callbacks = [
+            SearchProgress(lambda: record.counters, remaining, progress_bar),
+            ControllerCheckpoint(run.controller_path),
+        ]
+        run_search(model, budget=remaining, callback=callbacks, tb_log_name=settings.method)
     finally:
         if critic is not None:
             critic.save(run.critic_path)

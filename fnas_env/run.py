@@ -11,6 +11,7 @@ produces in one folder::
       tb/            TensorBoard logs
       pool/          the knowledge pool (FNAS-MNAS-v0, unless another folder was given)
       critic.pt      UAC's V and U;  aeb/  the experience buffer (method fnas)
+      controller.pt  the RL controller's policy and optimizer after its last update
 
 :class:`RunFolder` reads and writes the settings, refuses to mix two searches in one
 folder, and picks the architectures a search found (by reward, or on the accuracy /
@@ -137,6 +138,10 @@ class RunFolder:
     @property
     def aeb_dir(self) -> Path:
         return self.path / "aeb"
+
+    @property
+    def controller_path(self) -> Path:
+        return self.path / "controller.pt"
 
     # ---- settings ---------------------------------------------------------------------
 

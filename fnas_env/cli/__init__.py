@@ -70,6 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(err) or type(err).__name__
         print(f"fnas {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`, which has quit
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+        return 0
     except KeyboardInterrupt:
         print(f"fnas {args.command}: interrupted", file=sys.stderr)
         return 130
