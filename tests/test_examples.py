@@ -36,6 +36,6 @@ def test_main_job_on_two_ray_workers_resumes_with_the_same_target(tmp_path):
     entries = [json.loads(line) for line in (run_dir / "record.jsonl").read_text().splitlines()]
     assert sum(e["kind"] == "evaluated" for e in entries) >= 6
     assert "with 2 worker(s)" in outputs[0]
-    target = json.loads((run_dir / "search.json").read_text())["target"]
+    target = json.loads((run_dir / "search.json").read_text())["env_kwargs"]["target"]
     for out in outputs:
         assert f"target latency T = {target:.3f}" in out
