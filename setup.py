@@ -11,7 +11,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["fnas_env*", "agents*", "wrappers*"]),
-    package_data={"fnas_env": ["py.typed", "hyperparams/*.yml"]},
+    package_data={"fnas_env": ["py.typed"]},
     entry_points={"console_scripts": ["fnas = fnas_env.cli:main"]},
     install_requires=[
         "gymnasium>=1.0,<2",
