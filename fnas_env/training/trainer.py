@@ -13,10 +13,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
+import pickle
 import re
+import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,13 +29,25 @@ from torch import nn
 
 from fnas_env.training.data import ImageDataset
 
-__all__ = ["TrainConfig", "TrainResult", "ProxyTrainer", "DEVICES", "resolve_device"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "EpochStats",
+    "ProxyTrainer",
+    "DEVICES",
+    "resolve_device",
+    "read_checkpoint",
+    "CHECKPOINT_FORMAT",
+]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant")
 AMP_DTYPES = ("bfloat16", "float16")
 #: the device strings :func:`resolve_device` accepts (N: a CUDA device index)
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+#: ``format`` field of the checkpoints :meth:`ProxyTrainer.train` writes
+CHECKPOINT_FORMAT = "fnas-trainer-checkpoint"
+_CHECKPOINT_VERSION = 1
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -199,6 +215,10 @@ class TrainResult:
     ``cost`` the wall seconds of initialisation, training and validation;
     ``final_loss`` the mean training loss over the last epoch (NaN if diverged);
     ``init`` whatever ``init_fn`` returned (e.g. the knowledge pool's statistics).
+    With a checkpoint or an ``on_epoch`` callback, ``history`` has one
+    :class:`EpochStats` per completed epoch (resumed ones included) and
+    ``resumed_epoch`` the epochs a checkpoint had already completed (0: none).
+    ``train_seconds`` and ``images_per_second`` count this call's training only.
     """
 
     accuracy: float
@@ -212,6 +232,44 @@ class TrainResult:
     init_seconds: float
     images_per_second: float
     init: Any = None
+    history: tuple[EpochStats, ...] = ()
+    resumed_epoch: int = 0
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One completed epoch of a :meth:`ProxyTrainer.train` call with a checkpoint or callback.
+
+    Attributes:
+        epoch: epochs completed (1 for the first).
+        epochs: epochs in the whole training (the last may be partial under
+            ``max_iterations``).
+        step: optimiser steps completed.
+        total_steps: optimiser steps of the whole training.
+        loss: mean training loss over the epoch.
+        accuracy: validation top-1 in percent with the running BatchNorm statistics
+            (no recalibration), or None when ``epoch_eval`` is off.
+        seconds: wall seconds of the epoch (training and its validation).
+    """
+
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    loss: float
+    accuracy: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class _FitState:
+    """What :meth:`ProxyTrainer._fit` saves at an epoch boundary and restores on resume."""
+
+    epoch: int = 0
+    step: int = 0
+    seen: int = 0
+    final_loss: float = math.nan
+    history: list[EpochStats] = field(default_factory=list)
 
 
 class ProxyTrainer:
@@ -260,12 +318,49 @@ class ProxyTrainer:
         model: nn.Module,
         data: ImageDataset,
         init_fn: Callable[[nn.Module], Any] | None = None,
+        *,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_meta: dict[str, Any] | None = None,
+        on_epoch: Callable[[EpochStats], None] | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+        epoch_eval: bool = False,
     ) -> TrainResult:
         """Train ``model`` in place on ``data`` and evaluate it on the validation split.
 
         ``init_fn(model)`` runs first (e.g. initialise blocks from a knowledge
         pool); its return value is passed through as ``TrainResult.init``. A model
         it initialised trains with peak lr ``lr * init_lr_scale``.
+
+        Without the keyword arguments below the loop is the plain proxy loop (one
+        host read of the loss per epoch, nothing written).
+
+        Args:
+            model: the network (moved to the trainer's device, trained in place).
+            data: training and validation tensors.
+            init_fn: optional initialiser, run before training.
+            checkpoint: file that makes the training resumable. After every
+                completed epoch the model, optimiser, scheduler, loss scaler,
+                shuffling generator, torch RNG and step counters are written to it
+                atomically (a temporary file, fsynced, then ``os.replace``), so a
+                process killed mid-epoch loses at most that epoch. If the file
+                exists, training continues from it and ends with the same weights
+                and accuracy as an uninterrupted run (same device and thread
+                count). A checkpoint of another training (other data size or
+                settings) raises ``ValueError``.
+            checkpoint_meta: JSON-like values stored in the checkpoint under
+                ``"meta"`` (e.g. the architecture; read back with
+                :func:`read_checkpoint`).
+            on_epoch: called with an :class:`EpochStats` after every completed
+                epoch (after the checkpoint is written).
+            on_step: called with ``(step, total_steps)`` after every optimiser step
+                (no host synchronisation; meant for progress bars).
+            epoch_eval: measure validation accuracy after every epoch (running
+                BatchNorm statistics) for ``EpochStats.accuracy``; it does not
+                change the training.
+
+        Raises:
+            ValueError: ``checkpoint`` holds another training or is not a
+                checkpoint file.
         """
         cfg = self.config
         start = time.perf_counter()
@@ -291,7 +386,16 @@ class ProxyTrainer:
             lr = cfg.lr
             if init_fn is not None and _initialised(init):
                 lr = cfg.lr * cfg.init_lr_scale
-            iterations, final_loss, diverged, seen = self._fit(model, x_train, y_train, lr)
+            hooks = None
+            if checkpoint is not None or on_epoch is not None or on_step is not None:
+                hooks = _EpochHooks(
+                    path=Path(checkpoint) if checkpoint is not None else None,
+                    meta=dict(checkpoint_meta or {}),
+                    on_epoch=on_epoch,
+                    on_step=on_step,
+                    validate=(lambda: self._accuracy(model, x_val, y_val)) if epoch_eval else None,
+                )
+            iterations, final_loss, diverged, seen = self._fit(model, x_train, y_train, lr, hooks)
             train_seconds = time.perf_counter() - t0
             t1 = time.perf_counter()
             if not diverged and cfg.bn_recalibration:
@@ -315,9 +419,26 @@ class ProxyTrainer:
             train_seconds=train_seconds,
             eval_seconds=eval_seconds,
             init_seconds=init_seconds,
-            images_per_second=seen / train_seconds if train_seconds > 0 else 0.0,
+            images_per_second=(
+                (seen - (hooks.resumed_seen if hooks else 0)) / train_seconds
+                if train_seconds > 0
+                else 0.0
+            ),
             init=init,
+            history=tuple(hooks.history) if hooks else (),
+            resumed_epoch=hooks.resumed_epoch if hooks else 0,
         )
+
+    def evaluate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Top-1 accuracy (%) of ``model`` on images ``x`` and labels ``y`` (NaN if non-finite).
+
+        Runs on the trainer's device in eval mode (mixed precision where training
+        uses it), in batches of ``eval_batch_size``; ``x`` is normalised like the
+        training data (e.g. :func:`~fnas_env.training.load_test_split`).
+        """
+        fmt = torch.channels_last if self.config.channels_last else torch.contiguous_format
+        model = model.to(self.device)
+        return self._accuracy(model, x.to(self.device, memory_format=fmt), y.to(self.device))
 
     # ---- internals -------------------------------------------------------------------
 
@@ -363,7 +484,14 @@ class ProxyTrainer:
             nesterov=cfg.momentum > 0,
         )
 
-    def _fit(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float):
+    def _fit(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        lr: float,
+        hooks: _EpochHooks | None = None,
+    ):
         cfg = self.config
         n = x.shape[0]
         bs = min(cfg.batch_size, n)
@@ -391,6 +519,12 @@ class ProxyTrainer:
         epoch_loss = torch.zeros((), device=x.device)
         epoch_steps = 0
         final_loss = math.nan
+        if hooks is not None:
+            signature = self._signature(model, n, bs, total, lr)
+            objects = dict(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+            state = hooks.restore(signature, objects, generator, running)
+            step, seen, final_loss = state.step, state.seen, state.final_loss
+            epoch_started = time.perf_counter()
         while step < total:
             order = torch.randperm(n, generator=generator).to(x.device)
             epoch_loss.zero_()
@@ -422,10 +556,51 @@ class ProxyTrainer:
                     if not torch.isfinite(running).item():
                         return step, math.nan, True, seen
                     running.zero_()
+                if hooks is not None and hooks.on_step is not None:
+                    hooks.on_step(step, total)
             final_loss = (epoch_loss / max(1, epoch_steps)).item()
+            if hooks is not None:
+                if not math.isfinite(final_loss):
+                    return step, math.nan, True, seen
+                accuracy = hooks.validate() if hooks.validate is not None else None
+                model.train()
+                epochs = -(-total // steps_per_epoch)
+                stats = EpochStats(
+                    epoch=len(hooks.history) + 1,
+                    epochs=epochs,
+                    step=step,
+                    total_steps=total,
+                    loss=final_loss,
+                    accuracy=accuracy,
+                    seconds=time.perf_counter() - epoch_started,
+                )
+                hooks.history.append(stats)
+                state = _FitState(len(hooks.history), step, seen, final_loss, hooks.history)
+                hooks.save(signature, objects, generator, running, state)
+                if hooks.on_epoch is not None:
+                    hooks.on_epoch(stats)
+                epoch_started = time.perf_counter()
         if not math.isfinite(final_loss) and total > 0:
             return step, math.nan, True, seen
         return step, final_loss, False, seen
+
+    def _signature(
+        self, model: nn.Module, n: int, batch: int, total: int, lr: float
+    ) -> dict[str, Any]:
+        """What a checkpoint must match to continue this training."""
+        cfg = asdict(self.config)
+        for name in ("eval_batch_size", "check_every", "deterministic", "num_threads", "amp"):
+            cfg.pop(name)  # do not change the trajectory (or are checked below)
+        cfg.update(
+            train_images=n,
+            batch=batch,
+            total_steps=total,
+            peak_lr=lr,
+            amp=self.amp,
+            amp_dtype=str(self.amp_dtype) if self.amp else None,
+            parameters=sum(p.numel() for p in model.parameters()),
+        )
+        return cfg
 
     @torch.no_grad()
     def _recalibrate_bn(self, model: nn.Module, x: torch.Tensor) -> None:
@@ -471,3 +646,142 @@ def _initialised(init: Any) -> bool:
     if hits is None:
         return True
     return bool(hits) or bool(getattr(init, "stem", False)) or bool(getattr(init, "head", False))
+
+
+@dataclass
+class _EpochHooks:
+    """The optional per-epoch work of :meth:`ProxyTrainer._fit`: checkpoint and callbacks."""
+
+    path: Path | None
+    meta: dict[str, Any]
+    on_epoch: Callable[[EpochStats], None] | None
+    on_step: Callable[[int, int], None] | None
+    validate: Callable[[], float] | None
+    history: list[EpochStats] = field(default_factory=list)
+    resumed_epoch: int = 0
+    resumed_seen: int = 0
+
+    def restore(
+        self,
+        signature: dict[str, Any],
+        objects: dict[str, Any],
+        generator: torch.Generator,
+        running: torch.Tensor,
+    ) -> _FitState:
+        """Load the checkpoint into the training objects (a fresh state when there is none)."""
+        if self.path is None or not self.path.exists():
+            return _FitState()
+        data = read_checkpoint(self.path)
+        if data["signature"] != signature:
+            theirs = data["signature"]
+            diffs = [
+                f"{k}: {theirs.get(k)!r} there, {signature.get(k)!r} now"
+                for k in sorted(set(theirs) | set(signature))
+                if theirs.get(k) != signature.get(k)
+            ]
+            raise ValueError(
+                f"checkpoint {str(self.path)!r} belongs to another training ("
+                + "; ".join(diffs)
+                + "): use another checkpoint file, or the same settings to resume it"
+            )
+        for name, obj in objects.items():
+            if obj is not None:
+                obj.load_state_dict(data[name])
+        generator.set_state(data["generator"])
+        torch.set_rng_state(data["torch_rng"])
+        if data.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(data["cuda_rng"])
+        running.copy_(data["running"].to(running.device))
+        state = data["state"]
+        self.history = [EpochStats(**h) for h in state["history"]]
+        self.resumed_epoch = int(state["epoch"])
+        self.resumed_seen = int(state["seen"])
+        return _FitState(
+            epoch=int(state["epoch"]),
+            step=int(state["step"]),
+            seen=int(state["seen"]),
+            final_loss=float(state["final_loss"]),
+            history=self.history,
+        )
+
+    def save(
+        self,
+        signature: dict[str, Any],
+        objects: dict[str, Any],
+        generator: torch.Generator,
+        running: torch.Tensor,
+        state: _FitState,
+    ) -> None:
+        """Write the checkpoint atomically (no-op without a path)."""
+        if self.path is None:
+            return
+        data: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "version": _CHECKPOINT_VERSION,
+            "signature": signature,
+            "meta": self.meta,
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+            "running": running.detach().cpu(),
+            "state": {
+                "epoch": state.epoch,
+                "step": state.step,
+                "seen": state.seen,
+                "final_loss": state.final_loss,
+                "history": [asdict(h) for h in state.history],
+            },
+        }
+        for name, obj in objects.items():
+            data[name] = obj.state_dict() if obj is not None else None
+        _atomic_save(data, self.path)
+
+
+def _atomic_save(data: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint written by :meth:`ProxyTrainer.train` (tensors on the CPU).
+
+    Keys: ``format``, ``version``, ``signature`` (the settings it belongs to),
+    ``meta`` (the caller's ``checkpoint_meta``), ``state`` (``epoch``, ``step``,
+    ``seen``, ``final_loss``, ``history``), ``model`` (the state dict), and the
+    optimiser, scheduler, scaler and RNG states.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not such a checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        raise ValueError(
+            f"{str(path)!r} is not a training checkpoint "
+            f"(torch.load cannot read it: {type(err).__name__})"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{str(path)!r} is not a training checkpoint (no format {CHECKPOINT_FORMAT!r})"
+        )
+    if data.get("version") != _CHECKPOINT_VERSION:
+        raise ValueError(
+            f"checkpoint {str(path)!r} has version {data.get('version')!r}; "
+            f"this version reads {_CHECKPOINT_VERSION}"
+        )
+    return data
