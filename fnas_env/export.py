@@ -236,9 +236,15 @@ def _image_folder_shape(path: Path) -> tuple[int, int, int]:
             f"ImageFolder directory {str(path)!r} does not exist (expected "
             "<dir>/<class name>/<image files>)"
         )
-    folder = ImageFolder(str(path))
+    layout = "<dir>/<class name>/<image files>, e.g. flowers/rose/0001.jpg"
+    try:
+        folder = ImageFolder(str(path))
+    except FileNotFoundError as err:  # no class folders, or no image files in them
+        raise DatasetNotFound(
+            f"{str(path)!r} is not an ImageFolder ({err}); expected {layout}"
+        ) from None
     if not folder.samples:
-        raise DatasetNotFound(f"no images found under {str(path)!r}")
+        raise DatasetNotFound(f"no images found under {str(path)!r}; expected {layout}")
     with Image.open(folder.samples[0][0]) as im:
         return 3, min(im.size), len(folder.classes)
 

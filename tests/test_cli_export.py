@@ -258,11 +258,14 @@ def test_not_a_run_folder_and_bad_arguments(tmp_path, capsys):
     assert "not an architecture of the 'mnas' space" in error_line(capsys)
     assert main(["export", str(folder.path), "--arch", "x", "--top", "2"]) == 2
     assert "not both" in error_line(capsys)
-    for bad in ("0", "-1", "two"):
-        with pytest.raises(SystemExit) as exc:
-            main(["export", str(folder.path), "--top", bad])
-        assert exc.value.code == 2
-        assert "--top" in capsys.readouterr().err
+    for bad in ("0", "-1"):
+        assert main(["export", str(folder.path), "--top", bad]) == 2
+        assert f"--top must be a positive integer, got {bad}" in error_line(capsys)
+    with pytest.raises(SystemExit) as exc:  # not a number: argparse's usage error
+        main(["export", str(folder.path), "--top", "two"])
+    assert exc.value.code == 2 and "--top" in capsys.readouterr().err
+    assert main(["export", str(folder.path), "--weights", "w.pt", "--width", "2"]) == 2
+    assert "--weights fixes the network" in error_line(capsys)
     assert main(["export", str(folder.path), "--weights", str(tmp_path / "none.pt")]) == 2
     assert "does not exist" in error_line(capsys)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")

@@ -68,7 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN", help="the search's run folder (has search.json)")
     pick = p.add_argument_group("which architectures")
     pick.add_argument(
-        "--top", type=_positive_int, default=None, metavar="K", help="export the K best (default 1)"
+        "--top", type=int, default=None, metavar="K", help="export the K best (default 1)"
     )
     pick.add_argument(
         "--by",
@@ -131,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else folder.path / "export"
     if args.arch and args.top is not None:
         raise CLIError("give --arch or --top, not both")
+    if args.top is not None and args.top < 1:
+        raise CLIError(f"--top must be a positive integer, got {args.top}")
     jobs = []  # (name, arch, entry, config, state_dict, extra)
     if args.weights:
         if args.arch or args.top is not None:
