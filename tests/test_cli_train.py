@@ -173,6 +173,10 @@ def test_not_an_image_folder_is_one_clear_line(tmp_path, capsys):
     assert "<class name>" in line
     assert main(["train", "--arch", text, "--dataset", str(tmp_path / "nothing/here")]) == 2
     assert "does not exist" in error_line(capsys)
+    broken = make_image_folder(tmp_path / "broken", per_class=2)
+    (broken / "cat" / "bad.png").write_bytes(b"not a png")
+    assert main(["train", "--arch", text, "--dataset", str(broken), *FAST]) == 2
+    assert "cannot read dataset" in error_line(capsys)
 
 
 def test_bad_input_is_a_clear_error(run_dir, tmp_path, capsys, monkeypatch):

@@ -203,3 +203,126 @@ def test_cuda_training_with_mixed_precision_learns(digits, amp_dtype):
     assert trainer.amp and trainer.amp_dtype == getattr(torch, amp_dtype)
     result = trainer.train(small_cnn(), digits)
     assert not result.diverged and result.accuracy > 50.0
+
+
+# ---- checkpoints and per-epoch callbacks --------------------------------------------
+
+
+def dropout_cnn(seed: int = 0) -> nn.Module:
+    """small_cnn with dropout: resuming must restore the torch RNG as well."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    )
+
+
+class _Stop(Exception):
+    pass
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_checkpoint_resume_equals_uninterrupted(digits, tmp_path):
+    from fnas_env.training import read_checkpoint
+
+    cfg = TrainConfig(epochs=3, batch_size=32, seed=2, num_threads=1)
+    plain_model = dropout_cnn()
+    plain = ProxyTrainer(cfg).train(plain_model, digits)
+
+    path = tmp_path / "ckpt.pt"
+
+    def stop_after_first(stats):
+        if stats.epoch == 1:
+            raise _Stop  # the process dies after the first epoch's checkpoint
+
+    with pytest.raises(_Stop):
+        ProxyTrainer(cfg).train(dropout_cnn(), digits, checkpoint=path, on_epoch=stop_after_first)
+    saved = read_checkpoint(path)
+    assert saved["state"]["epoch"] == 1 and saved["state"]["step"] == 320 // 32
+    resumed_model = dropout_cnn(seed=9)  # other initial weights: the checkpoint's win
+    resumed = ProxyTrainer(cfg).train(resumed_model, digits, checkpoint=path)
+    assert resumed.resumed_epoch == 1 and len(resumed.history) == 3
+    assert (resumed.accuracy, resumed.final_loss, resumed.iterations) == (
+        plain.accuracy,
+        plain.final_loss,
+        plain.iterations,
+    )
+    assert resumed.epochs == pytest.approx(plain.epochs)
+    assert _same_weights(resumed_model, plain_model)
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary files left
+
+
+def test_callbacks_report_epochs_and_leave_training_unchanged(digits):
+    cfg = TrainConfig(epochs=2, batch_size=32, num_threads=1)
+    plain_model, hooked_model = small_cnn(), small_cnn()
+    plain = ProxyTrainer(cfg).train(plain_model, digits)
+    epochs, steps = [], []
+    trainer = ProxyTrainer(cfg)
+    hooked = trainer.train(
+        hooked_model,
+        digits,
+        on_epoch=epochs.append,
+        on_step=lambda step, total: steps.append((step, total)),
+        epoch_eval=True,
+    )
+    assert (hooked.accuracy, hooked.final_loss) == (plain.accuracy, plain.final_loss)
+    assert _same_weights(hooked_model, plain_model)
+    assert plain.history == () and hooked.history == tuple(epochs)
+    assert [e.epoch for e in epochs] == [1, 2] and {e.epochs for e in epochs} == {2}
+    assert [e.step for e in epochs] == [10, 20] and epochs[-1].loss == hooked.final_loss
+    assert all(0.0 <= e.accuracy <= 100.0 and e.seconds > 0 for e in epochs)
+    assert steps == [(s, 20) for s in range(1, 21)]
+    # evaluate() on the validation split gives the reported accuracy
+    assert trainer.evaluate(hooked_model, digits.x_val, digits.y_val) == hooked.accuracy
+
+
+def test_checkpoint_of_another_training_or_file_is_refused(digits, tmp_path):
+    from fnas_env.training import read_checkpoint
+
+    path = tmp_path / "ckpt.pt"
+    ProxyTrainer(TrainConfig(epochs=1, batch_size=32)).train(small_cnn(), digits, checkpoint=path)
+    with pytest.raises(ValueError, match="another training.*epochs: 1 there, 2 now"):
+        ProxyTrainer(TrainConfig(epochs=2, batch_size=32)).train(
+            small_cnn(), digits, checkpoint=path
+        )
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        read_checkpoint(junk)
+    torch.save({"weights": torch.zeros(2)}, junk)
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        read_checkpoint(junk)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_checkpoint(tmp_path / "missing.pt")
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(digits, tmp_path, monkeypatch):
+    from fnas_env.training import read_checkpoint
+    from fnas_env.training import trainer as trainer_module
+
+    path = tmp_path / "ckpt.pt"
+    cfg = TrainConfig(epochs=2, batch_size=32)
+    real_save = torch.save
+    calls = []
+
+    def save_fails_second_time(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            f.write(b"half a checkpoint")
+            raise OSError("disk full")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.torch, "save", save_fails_second_time)
+    with pytest.raises(OSError, match="disk full"):
+        ProxyTrainer(cfg).train(small_cnn(), digits, checkpoint=path)
+    assert read_checkpoint(path)["state"]["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]

@@ -182,14 +182,19 @@ def run(args: argparse.Namespace) -> int:
     root = args.data_root or data_kwargs.get("root")
     resolution = args.resolution or data_kwargs.get("resolution")
     seed = args.seed if args.seed is not None else (settings.seed if settings else 0)
-    data = load_dataset(
-        dataset,
-        root=root,
-        download=args.download,
-        resolution=resolution,
-        classes=data_kwargs.get("classes"),
-        seed=seed,
-    )
+    try:
+        data = load_dataset(
+            dataset,
+            root=root,
+            download=args.download,
+            resolution=resolution,
+            classes=data_kwargs.get("classes"),
+            seed=seed,
+        )
+    except (FileNotFoundError, PermissionError):
+        raise
+    except OSError as err:  # an unreadable image file, a failed download
+        raise CLIError(f"cannot read dataset {str(dataset)!r}: {err}") from None
     test_split, test_note = None, f"{data.name} has no official test split"
     if has_test_split(dataset):
         try:
