@@ -31,6 +31,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 import fnas_env  # noqa: F401 - registers the env ids
+from agents.methods import METHODS, RL_METHODS
 from fnas_env.record import RecordEntry, SearchCounters
 from fnas_env.run import RunFolder, RunSettings
 
@@ -49,10 +50,6 @@ __all__ = [
     "run_in_folder",
 ]
 
-#: methods that step the env token by token with an RL controller (any number of workers)
-RL_METHODS = ("fnas", "mnas")
-#: every method :func:`run_in_folder` runs
-METHODS = (*RL_METHODS, "evolution", "random", "reinforce")
 #: env ids whose reward target ``"base"`` is measured on this machine
 MEASURED_TARGET_ENVS = ("FNAS-MNAS-v0",)
 

@@ -7,6 +7,7 @@ seconds (a tiny proxy, one epoch); the main job and the test command run in CI.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from fnas_env.cli import build_parser
 
@@ -61,7 +63,7 @@ def write_image_folder(root: Path, classes: int = 3, per_class: int = 20) -> Non
         images = digits.images[digits.target == label][:per_class]
         for i, image in enumerate(images):
             pixels = (image * 255 / 16).astype(np.uint8)
-            Image.fromarray(pixels, mode="L").convert("RGB").save(folder / f"{i:03d}.png")
+            Image.fromarray(pixels).convert("RGB").save(folder / f"{i:03d}.png")
 
 
 def run_fnas(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -97,12 +99,17 @@ def test_from_an_image_folder_to_an_exported_fully_trained_model(tmp_path):
     assert (run_dir / "record.jsonl").is_file()
 
     run_fnas(tmp_path, *readme_command("fnas export runs/flowers"))
-    exported = sorted((run_dir / "export").rglob("*.pt"))
-    assert exported, "fnas export wrote no module"
+    assert sorted((run_dir / "export").glob("*.pt2")), "fnas export wrote no module"
 
     train = readme_command("fnas train runs/flowers")
     result = run_fnas(tmp_path, *train, "--epochs", "1", "--width", "0.25", "--no-progress-bar")
-    assert "accuracy" in result.stdout and "latency" in result.stdout
+    assert "validation accuracy" in result.stdout and "latency" in result.stdout
+    (trained,) = sorted((run_dir / "train").rglob("trained_*.pt2"))
+    meta = json.loads(trained.with_suffix(".json").read_text())
+    assert meta["input_shape"][1:] == [3, 8, 8]  # the ImageFolder's RGB 8x8 images
+    module = torch.export.load(str(trained)).module()
+    logits = module(torch.zeros(meta["input_shape"]))
+    assert logits.shape == (1, 3)  # the ImageFolder's three classes
 
     run_fnas(tmp_path, *readme_command("fnas report runs/flowers"))
     assert (run_dir / "report" / "report.md").is_file()

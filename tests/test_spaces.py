@@ -222,6 +222,8 @@ def test_core_imports_without_torch():
         "import sys\n"
         "import fnas_env, fnas_env.spaces, fnas_env.env, fnas_env.reward, fnas_env.record\n"
         "import fnas_env.envs, fnas_env.evaluators.tabular, fnas_env.evaluators.anb\n"
+        "import fnas_env.run, fnas_env.report, fnas_env.cli\n"
+        "fnas_env.cli.build_parser()  # `fnas --help` loads no torch\n"
         "import gymnasium as gym\n"
         "assert 'FNAS-NB201-v0' in gym.registry\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"

@@ -31,7 +31,7 @@ RUNTIME_KWARGS = ("device", "data_root", "download")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from agents.session import METHODS
+    from agents.methods import METHODS
 
     p = sub.add_parser(
         "search",
@@ -42,7 +42,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--env", help="env id (default FNAS-MNAS-v0; 'fnas envs' lists them)")
-    p.add_argument("--method", choices=METHODS, help="search method (default fnas)")
+    p.add_argument(
+        "--method",
+        choices=list(METHODS),
+        help="search method (default fnas): "
+        + "; ".join(f"{name}: {what}" for name, what in METHODS.items()),
+    )
     p.add_argument("--budget", type=int, help="evaluated architectures in all (default 30)")
     p.add_argument("--seed", type=int, help="seed of the search (default 0)")
     p.add_argument("--run-dir", help="run folder (default runs/<env>-<method>-seed<seed>)")
