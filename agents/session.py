@@ -245,17 +245,15 @@ class ControllerCheckpoint(BaseCallback):
         return True
 
     def save(self) -> None:
-        import os
-
         import torch
 
-        tmp = self.path.with_suffix(".tmp")
+        from fnas_env.files import atomic_write
+
         state = {
             "policy": self.model.policy.state_dict(),
             "optimizer": self.model.policy.optimizer.state_dict(),
         }
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
 
     def _on_rollout_start(self) -> None:  # the previous rollout's update is done
         if self.model.num_timesteps > 0:

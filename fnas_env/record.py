@@ -18,6 +18,7 @@ from typing import Any
 
 from fnas_env.arch import Architecture
 from fnas_env.evaluators.base import Evaluation
+from fnas_env.files import jsonable
 
 __all__ = [
     "RecordEntry",
@@ -79,7 +80,7 @@ class RecordEntry:
         )
 
     def to_json(self) -> str:
-        return json.dumps(_jsonable(asdict(self)), allow_nan=False)
+        return json.dumps(jsonable(asdict(self)), allow_nan=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RecordEntry:
@@ -93,18 +94,6 @@ def record_kind(evaluation: Evaluation) -> str:
     if evaluation.cached:
         return "cached"
     return "evaluated" if evaluation.evaluated else "surrogate"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item"):  # numpy scalar
-        return _jsonable(value.item())
-    return value
 
 
 @dataclass

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fnas_env.files import atomic_write
 from fnas_env.record import RecordEntry, read_record
 
 __all__ = ["RunSettings", "RunFolder", "RunMismatch", "NotARunFolder", "pareto_front", "RANKINGS"]
@@ -168,10 +169,8 @@ class RunFolder:
 
     def save_settings(self, settings: RunSettings) -> None:
         """Write ``search.json`` (atomically: a killed process leaves the old or the new file)."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.settings_path.with_suffix(".json.tmp")
-        tmp.write_text(settings.to_json() + "\n")
-        os.replace(tmp, self.settings_path)
+        text = settings.to_json() + "\n"
+        atomic_write(self.settings_path, lambda tmp: Path(tmp).write_text(text))
 
     def check_same_search(self, settings: RunSettings) -> None:
         """Raise :class:`RunMismatch` if the folder holds another search's record.

@@ -15,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 ORDER = (
+    "user_path",
     "search_efficiency",
     "fnas_ablation",
     "e2e_cost",

@@ -144,6 +144,12 @@ def test_bad_search_input_is_one_line_and_exit_2(args, message, tmp_path, capsys
     assert captured.out == ""  # refused before anything is built or printed
 
 
+def test_an_unknown_method_is_an_argparse_error_that_lists_the_methods(tmp_path):
+    result = fnas("search", "--method", "darts", "--run-dir", str(tmp_path / "run"), timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "invalid choice: 'darts'" in result.stderr and "evolution" in result.stderr
+
+
 def test_a_dataset_that_is_not_an_image_folder_is_refused(tmp_path):
     not_images = tmp_path / "notes"
     not_images.mkdir()

@@ -13,7 +13,8 @@ import torch
 from fnas_env.cli import main
 from fnas_env.evaluators.base import Evaluation
 from fnas_env.evaluators.proxy import base_architecture
-from fnas_env.export import arch_name, load_weights
+from fnas_env.export import arch_name
+from fnas_env.full_training import load_weights
 from fnas_env.models import build_model
 from fnas_env.record import SearchRecord
 from fnas_env.run import RunFolder, RunSettings

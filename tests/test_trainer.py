@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -317,7 +318,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(digits, tmp_path, monkey
     def save_fails_second_time(obj, f, *args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
-            f.write(b"half a checkpoint")
+            Path(f).write_bytes(b"half a checkpoint")  # f: the temporary file's path
             raise OSError("disk full")
         return real_save(obj, f, *args, **kwargs)
 

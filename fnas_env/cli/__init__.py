@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as err:
         if os.environ.get("FNAS_DEBUG"):
             raise
-        message = str(err) or type(err).__name__
+        message = " ".join(str(err).split()) or type(err).__name__  # one line
         print(f"fnas {args.command}: error: {message}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`, which has quit

@@ -13,29 +13,25 @@ examples:
   fnas envs --json    # the same, for scripts
 """
 
-#: per env id: its search space, what scores an architecture, and the data it needs
+#: per env id: what scores an architecture and the data it needs
 CATALOG: dict[str, dict[str, str | None]] = {
     "FNAS-MNAS-v0": {
-        "space": "mnas",
         "evaluator": "real proxy training (+ knowledge pool), latency from a per-layer table",
         "data": "none by default (digits ships with scikit-learn); torchvision datasets "
         "under --data-root (or --download), or an ImageFolder folder",
         "file": None,
     },
     "FNAS-NB201-v0": {
-        "space": "nb201",
         "evaluator": "NAS-Bench-201 table lookup (cifar10, cifar100, ImageNet16-120)",
         "data": "the NAS-Bench-201 table under FNAS_BENCHMARK_DIR",
         "file": "fnas_env.evaluators.tabular:NB201_FILE",
     },
     "FNAS-Macro-v0": {
-        "space": "macro",
         "evaluator": "NAS-Bench-Macro table lookup (CIFAR-10)",
         "data": "the NAS-Bench-Macro table under FNAS_BENCHMARK_DIR",
         "file": "fnas_env.evaluators.tabular:MACRO_FILE",
     },
     "FNAS-ANB-v0": {
-        "space": "anb",
         "evaluator": "Accel-NASBench surrogate (ImageNet accuracy, device latency/throughput)",
         "data": "the Accel-NASBench archive under FNAS_BENCHMARK_DIR",
         "file": "fnas_env.evaluators.anb:ANB_FILE",
@@ -62,12 +58,13 @@ def describe(env_id: str) -> dict[str, Any]:
     """What ``fnas envs`` prints about ``env_id`` (no env is built, no data is read)."""
     import gymnasium as gym
 
+    from fnas_env import ENV_SPACES
     from fnas_env.env import nas_spaces
     from fnas_env.evaluators.base import default_benchmark_dir
     from fnas_env.spaces import get_space
 
     info = CATALOG[env_id]
-    space = get_space(str(info["space"]))
+    space = get_space(ENV_SPACES[env_id])
     observation, action = nas_spaces(space)
     _, one_shot_action = nas_spaces(space, one_shot=True)
     module, name = str(gym.registry[env_id].entry_point).split(":")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from fnas_env.cli import CLIError
@@ -95,34 +93,17 @@ def _fmt(value: float | None, spec: str, unit: str = "") -> str:
     return "-" if value is None else f"{value:{spec}}{unit}"
 
 
-def one_line_errors(body: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
-    """Re-raise a user error whose message spans several lines as one line (a CLIError)."""
-
-    @functools.wraps(body)
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return body(args)
-        except (ValueError, FileNotFoundError, PermissionError) as err:
-            text = str(err)
-            if "\n" in text:
-                raise CLIError(" ".join(text.split())) from None
-            raise
-
-    return wrapped
-
-
-@one_line_errors
 def run(args: argparse.Namespace) -> int:
     """Export the architectures ``args`` name; prints one summary per architecture."""
     from fnas_env.export import (
         arch_name,
         export_architecture,
         find_entry,
-        load_weights,
         network_config,
         parse_architecture,
         space_of,
     )
+    from fnas_env.full_training import load_weights
     from fnas_env.run import RunFolder
 
     folder = RunFolder(args.run_dir)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from fnas_env.cli import CLIError
-from fnas_env.cli.export import one_line_errors
 
 EPILOG = """\
 The architecture: the run's best by reward (--rank N for the N-th, --by front for
@@ -155,16 +154,11 @@ def _pick(args: argparse.Namespace) -> tuple[Any, Any, Any, Any, dict[str, Any]]
     return folder, settings, arch, entry, data
 
 
-@one_line_errors
 def run(args: argparse.Namespace) -> int:
     """Train the architecture ``args`` name; prints progress and the results."""
     _check_numbers(args)
-    from fnas_env.export import (
-        CHECKPOINT_FILE,
-        arch_name,
-        network_config,
-        train_architecture,
-    )
+    from fnas_env.export import arch_name, network_config
+    from fnas_env.full_training import CHECKPOINT_FILE, train_architecture
     from fnas_env.spaces import get_space
     from fnas_env.training import (
         DatasetNotFound,

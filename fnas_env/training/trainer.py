@@ -16,7 +16,6 @@ import math
 import os
 import pickle
 import re
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fnas_env.files import atomic_write
 from fnas_env.training.data import ImageDataset
 
 __all__ = [
@@ -738,19 +738,8 @@ class _EpochHooks:
 
 
 def _atomic_save(data: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` atomically (:func:`fnas_env.files.atomic_write`)."""
+    atomic_write(path, lambda tmp: torch.save(data, tmp))
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
