@@ -130,3 +130,45 @@ def test_every_zoo_command_in_the_readme_has_our_hyperparameters(command):
     module = importlib.import_module(option["--conf-file"])
     assert option["--conf-file"].endswith(option["--algo"])
     assert option["--env"] in module.hyperparams
+
+
+PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+#: what makes the README's Python examples take seconds here (a few evaluations, a tiny
+#: proxy, two Ray workers on this 2-core machine); the code is the README's
+FAST_PYTHON = {
+    "budget=200": "budget=6",
+    "n_envs=4": "n_envs=2",
+    '{"pool": "runs/pool"}': (
+        '{"pool": "runs/pool", "epochs": 1, "max_train": 64, "max_val": 32, '
+        '"width": 0.25, "cost_model": "macs"}'
+    ),
+}
+
+
+def test_the_readme_has_its_python_examples():
+    assert len(PYTHON_BLOCKS) == 2
+    for block in PYTHON_BLOCKS:
+        assert any(key in block for key in FAST_PYTHON)
+
+
+@pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
+def test_every_python_example_in_the_readme_runs(index, tmp_path, benchmark_dir):
+    code = PYTHON_BLOCKS[index]
+    if "ray_vec_env" in code:
+        pytest.importorskip("ray", reason="Ray is the [ray] extra (installed with [dev])")
+    for slow, fast in FAST_PYTHON.items():
+        code = code.replace(slow, fast)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FNAS_BENCHMARK_DIR=str(benchmark_dir))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = list(tmp_path.rglob("record.jsonl"))
+    assert len(records) == 1
+    kinds = [json.loads(line)["kind"] for line in records[0].read_text().splitlines()]
+    assert kinds.count("evaluated") >= 6
