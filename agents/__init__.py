@@ -6,8 +6,7 @@ without torch or Stable-Baselines3.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fnas_env.lazy import lazy_attributes
 
 __all__ = [
     "make_controller",
@@ -38,11 +37,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'agents' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

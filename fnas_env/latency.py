@@ -68,6 +68,7 @@ from torch import nn
 from fnas_env.arch import Architecture
 from fnas_env.models import ProxyModelConfig, build_model, count_macs_params
 from fnas_env.spaces import get_space
+from fnas_env.threads import torch_threads
 
 __all__ = [
     "COST_MODELS",
@@ -139,31 +140,29 @@ def time_module(
         max_seconds: time budget for warm-up plus timed runs. Default 0.4.
     """
     _check_timing_args(threads, warmup, repeats, max_seconds)
-    previous_threads = torch.get_num_threads()
     was_training = module.training
     gc_enabled = gc.isenabled()
     times: list[float] = []
-    try:
-        torch.set_num_threads(threads)
-        module.eval()
-        gc.disable()
-        with torch.inference_mode():
-            start = time.perf_counter()
-            for _ in range(warmup):
-                module(x)
-            while len(times) < repeats:
-                t0 = time.perf_counter_ns()
-                module(x)
-                times.append((time.perf_counter_ns() - t0) / 1e6)
-                if len(times) >= min(min_repeats, repeats) and (
-                    time.perf_counter() - start > max_seconds
-                ):
-                    break
-    finally:
-        if gc_enabled:
-            gc.enable()
-        module.train(was_training)
-        torch.set_num_threads(previous_threads)
+    with torch_threads(threads):
+        try:
+            module.eval()
+            gc.disable()
+            with torch.inference_mode():
+                start = time.perf_counter()
+                for _ in range(warmup):
+                    module(x)
+                while len(times) < repeats:
+                    t0 = time.perf_counter_ns()
+                    module(x)
+                    times.append((time.perf_counter_ns() - t0) / 1e6)
+                    if len(times) >= min(min_repeats, repeats) and (
+                        time.perf_counter() - start > max_seconds
+                    ):
+                        break
+        finally:
+            if gc_enabled:
+                gc.enable()
+            module.train(was_training)
     return times
 
 

@@ -7,8 +7,7 @@ torch (only the critic builds models).
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from fnas_env.lazy import lazy_attributes
 
 __all__ = [
     "Experience",
@@ -31,11 +30,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        return getattr(import_module(_HOME[name]), name)
-    raise AttributeError(f"module 'wrappers' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_attributes(__name__, _HOME)

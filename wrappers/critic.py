@@ -64,8 +64,8 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ from torch import nn
 
 from fnas_env.record import RecordEntry, read_record
 from fnas_env.spaces import get_space
+from fnas_env.threads import torch_threads
 
 __all__ = ["U_TARGETS", "UncertaintyCritic", "build_mlp"]
 
@@ -279,18 +280,8 @@ class UncertaintyCritic:
             u_last.weight.mul_(old_std / new_std)
             u_last.bias.mul_(old_std / new_std)
 
-    @contextmanager
-    def _threads(self) -> Iterator[None]:
-        wanted = self.config["num_threads"]
-        before = torch.get_num_threads()
-        if wanted is None or wanted == before:
-            yield
-            return
-        torch.set_num_threads(wanted)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+    def _threads(self) -> AbstractContextManager[None]:
+        return torch_threads(self.config["num_threads"])
 
     # ---- prediction ---------------------------------------------------------------
     def _as_batch(self, embeddings: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fnas_env.files import atomic_write
+from fnas_env.threads import torch_threads
 from fnas_env.training.data import ImageDataset
 
 __all__ = [
@@ -364,51 +365,51 @@ class ProxyTrainer:
         """
         cfg = self.config
         start = time.perf_counter()
-        prev_threads = torch.get_num_threads()
         prev_det = torch.are_deterministic_algorithms_enabled()
         prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
         deterministic = (
             cfg.deterministic if cfg.deterministic is not None else self.device.type != "cpu"
         )
-        try:
-            if cfg.num_threads is not None:
-                torch.set_num_threads(cfg.num_threads)
-            if deterministic:
-                torch.use_deterministic_algorithms(True, warn_only=True)
-            model = model.to(self.device)
-            if cfg.channels_last:
-                model = model.to(memory_format=torch.channels_last)
-            init = init_fn(model) if init_fn is not None else None
-            init_seconds = time.perf_counter() - start
-            x_train, y_train, x_val, y_val = self._tensors(data)
+        with torch_threads(cfg.num_threads):
+            try:
+                if deterministic:
+                    torch.use_deterministic_algorithms(True, warn_only=True)
+                model = model.to(self.device)
+                if cfg.channels_last:
+                    model = model.to(memory_format=torch.channels_last)
+                init = init_fn(model) if init_fn is not None else None
+                init_seconds = time.perf_counter() - start
+                x_train, y_train, x_val, y_val = self._tensors(data)
 
-            t0 = time.perf_counter()
-            lr = cfg.lr
-            if init_fn is not None and _initialised(init):
-                lr = cfg.lr * cfg.init_lr_scale
-            hooks = None
-            if checkpoint is not None or on_epoch is not None or on_step is not None:
-                hooks = _EpochHooks(
-                    path=Path(checkpoint) if checkpoint is not None else None,
-                    meta=dict(checkpoint_meta or {}),
-                    on_epoch=on_epoch,
-                    on_step=on_step,
-                    validate=(lambda: self._accuracy(model, x_val, y_val)) if epoch_eval else None,
+                t0 = time.perf_counter()
+                lr = cfg.lr
+                if init_fn is not None and _initialised(init):
+                    lr = cfg.lr * cfg.init_lr_scale
+                hooks = None
+                if checkpoint is not None or on_epoch is not None or on_step is not None:
+                    hooks = _EpochHooks(
+                        path=Path(checkpoint) if checkpoint is not None else None,
+                        meta=dict(checkpoint_meta or {}),
+                        on_epoch=on_epoch,
+                        on_step=on_step,
+                        validate=(lambda: self._accuracy(model, x_val, y_val))
+                        if epoch_eval
+                        else None,
+                    )
+                iterations, final_loss, diverged, seen = self._fit(
+                    model, x_train, y_train, lr, hooks
                 )
-            iterations, final_loss, diverged, seen = self._fit(model, x_train, y_train, lr, hooks)
-            train_seconds = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            if not diverged and cfg.bn_recalibration:
-                self._recalibrate_bn(model, x_train)
-            accuracy = 0.0 if diverged else self._accuracy(model, x_val, y_val)
-            if not math.isfinite(accuracy):
-                accuracy, diverged = 0.0, True
-            eval_seconds = time.perf_counter() - t1
-        finally:
-            if cfg.num_threads is not None:
-                torch.set_num_threads(prev_threads)
-            if deterministic:
-                torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+                train_seconds = time.perf_counter() - t0
+                t1 = time.perf_counter()
+                if not diverged and cfg.bn_recalibration:
+                    self._recalibrate_bn(model, x_train)
+                accuracy = 0.0 if diverged else self._accuracy(model, x_val, y_val)
+                if not math.isfinite(accuracy):
+                    accuracy, diverged = 0.0, True
+                eval_seconds = time.perf_counter() - t1
+            finally:
+                if deterministic:
+                    torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
         return TrainResult(
             accuracy=accuracy,
             cost=time.perf_counter() - start,
