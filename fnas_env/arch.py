@@ -25,6 +25,11 @@ class Architecture:
             object.__setattr__(self, "choices", tuple(int(c) for c in self.choices))
 
     def __str__(self) -> str:
+        """The space's compact string; for an architecture its space rejects (or an unknown
+        space), the dataclass form and why, so printing one in an error path never raises."""
         from fnas_env.spaces import get_space
 
-        return get_space(self.space).to_string(self)
+        try:
+            return get_space(self.space).to_string(self)
+        except (ValueError, TypeError, IndexError) as err:
+            return f"{self!r} (not a valid architecture: {err})"

@@ -12,9 +12,17 @@ reward is penalised as a latency above target would be.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-__all__ = ["RewardConfig", "SOFT", "HARD", "ACCURACY_ONLY", "mnas_reward", "reward_config"]
+__all__ = [
+    "RewardConfig",
+    "SOFT",
+    "HARD",
+    "ACCURACY_ONLY",
+    "PRESETS",
+    "mnas_reward",
+    "reward_config",
+]
 
 
 @dataclass(frozen=True)
@@ -40,23 +48,27 @@ class RewardConfig:
 SOFT = RewardConfig(alpha=-0.07, beta=-0.07)
 HARD = RewardConfig(alpha=0.0, beta=-1.0)
 ACCURACY_ONLY = RewardConfig(target=None)
+#: the constraints :func:`reward_config` knows by name
+PRESETS = {"soft": SOFT, "hard": HARD}
 
 
 def reward_config(
     constraint: str = "soft", target: float | None = None, objective: str = "latency"
 ) -> RewardConfig:
-    """Preset by name: ``"soft"`` (-0.07/-0.07) or ``"hard"`` (0/-1)."""
-    presets = {"soft": (-0.07, -0.07), "hard": (0.0, -1.0)}
-    if constraint not in presets:
-        raise ValueError(f"constraint must be one of {sorted(presets)}, got {constraint!r}")
-    alpha, beta = presets[constraint]
-    return RewardConfig(target=target, alpha=alpha, beta=beta, objective=objective)
+    """Preset by name: ``"soft"`` (:data:`SOFT`, -0.07/-0.07) or ``"hard"`` (:data:`HARD`, 0/-1)."""
+    if constraint not in PRESETS:
+        raise ValueError(f"constraint must be one of {sorted(PRESETS)}, got {constraint!r}")
+    return replace(PRESETS[constraint], target=target, objective=objective)
 
 
 def mnas_reward(accuracy: float, cost: float | None, config: RewardConfig) -> float:
-    """``ACC x (LAT/T)^w``; accuracy alone when ``config.target`` or ``cost`` is None.
+    """``ACC x (LAT/T)^w``; the accuracy alone when ``config.target`` is None.
 
     ``accuracy`` is a fraction or percentage (returned on the same scale).
+
+    Raises:
+        ValueError: a target is set but ``cost`` is None (the evaluation measured no
+            latency or throughput) or not positive.
     """
     if config.target is None:
         return float(accuracy)

@@ -92,3 +92,20 @@ def test_errors(call, message):
 def test_config_is_immutable():
     with pytest.raises(AttributeError):
         SOFT_T.target = 3.0  # type: ignore[misc]
+
+
+def test_named_presets_are_the_constants_with_a_target():
+    from fnas_env.reward import PRESETS
+
+    assert set(PRESETS) == {"soft", "hard"}
+    soft = reward_config("soft", target=5.0)
+    assert (soft.alpha, soft.beta, soft.target) == (SOFT.alpha, SOFT.beta, 5.0)
+    hard = reward_config("hard", target=5.0, objective="throughput")
+    assert (hard.alpha, hard.beta, hard.objective) == (HARD.alpha, HARD.beta, "throughput")
+    with pytest.raises(ValueError, match="constraint must be one of"):
+        reward_config("medium")
+
+
+def test_a_target_without_a_cost_raises_as_the_docstring_says():
+    with pytest.raises(ValueError, match="no latency/throughput"):
+        mnas_reward(73.5, None, reward_config("soft", target=5.0))

@@ -252,3 +252,17 @@ def test_other_spaces_features_are_the_one_hot():
     arch = space.sample(np.random.default_rng(0))
     assert space.feature_dim == space.embedding_dim
     np.testing.assert_array_equal(space.features(arch), space.one_hot(arch))
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        Architecture("nb201", (99, 0, 0, 0, 0, 0)),  # a choice out of range
+        Architecture("nb201", (0, 0)),  # too few decisions
+        Architecture("no-such-space", (0,)),
+    ],
+)
+def test_str_of_an_invalid_architecture_says_why_instead_of_raising(arch):
+    text = str(arch)
+    assert text.startswith("Architecture(") and "not a valid architecture" in text
+    assert f"{arch}"  # f-strings in error messages are safe too
