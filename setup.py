@@ -15,8 +15,10 @@ setup(
     entry_points={"console_scripts": ["fnas = fnas_env.cli:main"]},
     install_requires=[
         "gymnasium>=1.0,<2",
-        "stable-baselines3>=2.4",
-        "sb3-contrib>=2.4",
+        # agents/ overrides private members of RecurrentPPO, its rollout buffer and
+        # VecEnv (tests/test_sb3_internals.py names them): the tested minor release only
+        "stable-baselines3>=2.9,<2.10",
+        "sb3-contrib>=2.9,<2.10",
         # torch/torchvision are pinned by the README/.ci install step first
         # (local wheels); these ranges are satisfied by them and pull nothing.
         "torch>=2.4",
