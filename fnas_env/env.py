@@ -163,7 +163,6 @@ class NASEnv(gym.Env):
             self._start = self.search_space.max_choices
         self._position = 0
         self._choices: list[int] = []
-        self._last_info: dict[str, Any] = {}
         self._provided: tuple[Evaluation, float | None] | None = None
 
     # ---- Gymnasium API ----------------------------------------------------------
@@ -282,7 +281,6 @@ class NASEnv(gym.Env):
         reward, info = self.score(arch, evaluation, reward=reward)
         self._choices = list(arch.choices)
         self._position = self.horizon
-        self._last_info = info
         return self._obs(), reward, True, False, info
 
     def score(
