@@ -450,8 +450,9 @@ def _run_rl(
             critic = open_critic(
                 run, space.name, settings.seed, transfer=options.get("transfer_critic")
             )
-            warmup = int(options.get("uac_warmup", 12))
-            env = VecUncertaintyGate(record, critic, warmup=warmup)
+            # the gate's own warm-up unless the search sets one
+            gate = {"warmup": int(options["uac_warmup"])} if "uac_warmup" in options else {}
+            env = VecUncertaintyGate(record, critic, **gate)
             buffer = open_buffer(run)
             model = make_fnas_controller(
                 env,

@@ -88,8 +88,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--uac-warmup",
         type=int,
-        default=12,
-        help="trained architectures the critic learns from before it trusts any",
+        default=None,
+        help="trained architectures the critic learns from before it trusts any "
+        "(default: the gate's, 20)",
     )
     proxy = p.add_argument_group("proxy task (FNAS-MNAS-v0 arguments)")
     proxy.add_argument("--dataset", default="digits", help="digits, mnist, cifar10, ... or a path")
@@ -184,7 +185,8 @@ def main() -> None:
     #    gate, in this process, skips training of the architectures it is sure about
     critic_path = Path(args.critic or run.critic_path)
     critic = open_critic(run, "mnas", args.seed, path=critic_path, transfer=args.transfer_critic)
-    env = VecUncertaintyGate(record, critic, warmup=args.uac_warmup) if args.uac else record
+    gate = {} if args.uac_warmup is None else {"warmup": args.uac_warmup}
+    env = VecUncertaintyGate(record, critic, **gate) if args.uac else record
 
     # 4. AEB: a small prioritized replay of past architectures, kept between runs
     buffer = open_buffer(run) if args.aeb else None

@@ -75,7 +75,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fnas.add_argument(
         "--transfer-critic", help="critic.pt of a search on another task to start UAC from"
     )
-    fnas.add_argument("--uac-warmup", type=int, help="evaluations before UAC trusts (default 12)")
+    fnas.add_argument(
+        "--uac-warmup", type=int, help="evaluations before UAC trusts (default: the gate's, 20)"
+    )
     fnas.add_argument("--workers", type=int, default=1, help="architectures trained at once (Ray)")
     fnas.add_argument("--ray-address", help="Ray cluster to join (default: RAY_ADDRESS or local)")
     fnas.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray worker")
