@@ -177,7 +177,7 @@ class FNASRecurrentPPO(RecurrentPPO):
             switches the rule off).
         experience_buffer: the AEB, an object with ``add(Experience) -> bool``,
             ``sample(k, progress, rng) -> list[(Experience, weight)]`` and ``len``
-            (:class:`wrappers.aeb.ExperienceBuffer`); ``None`` (default) disables replay.
+            (:class:`agents.experience.ExperienceBuffer`); ``None`` (default) disables replay.
             Not saved with the model: save it on its own and pass it to ``load``.
         max_replay_fraction: at most this fraction of a batch's episodes are replayed;
             ``k <= f / (1 - f) x new episodes`` and ``k <= len(buffer)`` (default 0.5,
@@ -255,7 +255,7 @@ class FNASRecurrentPPO(RecurrentPPO):
             if experience_buffer is not None and not hasattr(experience_buffer, method):
                 raise TypeError(
                     f"experience_buffer must provide add(), sample() and len() "
-                    f"(wrappers.aeb.ExperienceBuffer); {type(experience_buffer).__name__} "
+                    f"(agents.experience.ExperienceBuffer); {type(experience_buffer).__name__} "
                     f"has no {method}"
                 )
         init_model = kwargs.pop("_init_setup_model", True)
@@ -534,7 +534,7 @@ class FNASRecurrentPPO(RecurrentPPO):
         space = self._space(env)
         if arch is None or space is None:
             return
-        from wrappers.aeb import Experience
+        from agents.experience import Experience
 
         experience = Experience(
             arch=space.from_string(arch) if isinstance(arch, str) else arch,
@@ -892,7 +892,7 @@ def make_fnas_controller(
             and, if the env has a UAC gate, its trust is turned off so every sample is
             really evaluated (the "no UAC" ablation).
         aeb: replay from an experience buffer (default True): ``overrides`` may pass
-            ``experience_buffer=``, else a ``wrappers.aeb.ExperienceBuffer()`` with its
+            ``experience_buffer=``, else an ``agents.experience.ExperienceBuffer()`` with its
             defaults is made. False: no replay.
         seed: seed of the policy, the action sampling, the env and the replay sampling
             (default None).
@@ -910,7 +910,7 @@ def make_fnas_controller(
             raise ValueError("aeb=False but an experience_buffer was given")
         overrides["experience_buffer"] = None
     elif overrides.get("experience_buffer") is None:
-        from wrappers.aeb import ExperienceBuffer
+        from agents.experience import ExperienceBuffer
 
         overrides["experience_buffer"] = ExperienceBuffer()
     if not uac:

@@ -165,7 +165,7 @@ def open_critic(
 
 def open_buffer(run: RunFolder) -> Any:
     """AEB's experience buffer kept in ``run`` (``run/aeb``), else a new one."""
-    from wrappers.aeb import ExperienceBuffer
+    from agents.experience import ExperienceBuffer
 
     if (run.aeb_dir / "buffer.json").exists():
         return ExperienceBuffer.load(run.aeb_dir)

@@ -109,8 +109,8 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     import torch
 
     import fnas_env  # noqa: F401 - registers the ids
+    from agents.experience import ExperienceBuffer
     from benchmarks.parallel import StopAfterUpdates, build_search
-    from wrappers.aeb import ExperienceBuffer
     from wrappers.critic import UncertaintyCritic
 
     torch.set_num_threads(1)

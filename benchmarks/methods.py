@@ -229,8 +229,8 @@ def _ppo_run(
     save_dir: str | None,
 ) -> dict[str, Any]:
     from agents.controller import make_controller
+    from agents.experience import ExperienceBuffer
     from agents.fnas_ppo import make_fnas_controller
-    from wrappers.aeb import ExperienceBuffer
     from wrappers.uac import UncertaintyGate
 
     base = nas_env(env)

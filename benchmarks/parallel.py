@@ -102,7 +102,7 @@ def build_search(
         gate = VecUncertaintyGate(record, critic, **(gate_kwargs or {}))
         env = gate
     if modules["aeb"] and buffer is None:
-        from wrappers.aeb import ExperienceBuffer
+        from agents.experience import ExperienceBuffer
 
         buffer = ExperienceBuffer(seed=seed)
     model = make_fnas_controller(

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from agents.experience import Experience, ExperienceBuffer
 from fnas_env.spaces import get_space
-from wrappers.aeb import Experience, ExperienceBuffer
 
 SPACE = get_space("macro")
 T = SPACE.num_decisions

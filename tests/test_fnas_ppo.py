@@ -10,12 +10,12 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from agents.experience import Experience, ExperienceBuffer
 from agents.fnas_buffer import Episode, WeightedRecurrentRolloutBuffer
 from agents.fnas_ppo import FNASRecurrentPPO, make_fnas_controller
 from fnas_env.env import NASEnv
 from fnas_env.evaluators.base import Evaluation, Evaluator
 from fnas_env.reward import RewardConfig
-from wrappers.aeb import Experience, ExperienceBuffer
 
 T = 8  # macro space: 8 decisions
 

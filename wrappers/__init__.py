@@ -1,5 +1,5 @@
-"""FNAS's wrappers: the uncertainty-aware critic gate (UAC), the experience buffer (AEB)
-and the search record of a VecEnv.
+"""FNAS's wrappers: the uncertainty-aware critic gate (UAC) and the search record of a
+VecEnv; the experience buffer (AEB, :mod:`agents.experience`) is importable from here too.
 
 Names load lazily, so ``from wrappers import ExperienceBuffer`` does not import
 torch (only the critic builds models).
@@ -20,8 +20,8 @@ __all__ = [
 ]
 
 _HOME = {
-    "Experience": "wrappers.aeb",
-    "ExperienceBuffer": "wrappers.aeb",
+    "Experience": "agents.experience",
+    "ExperienceBuffer": "agents.experience",
     "UncertaintyCritic": "wrappers.critic",
     "UncertaintyGate": "wrappers.uac",
     "TrustRule": "wrappers.uac",

@@ -3,7 +3,9 @@
 A few past architectures (about 10) with their rewards, the observations the
 controller saw and the behaviour policy's log-probabilities of its tokens, so
 that later PPO updates can reuse them (exploited samples) with importance
-weights and an off-policy correction. Pure numpy, no torch.
+weights and an off-policy correction: :class:`~agents.fnas_ppo.FNASRecurrentPPO`
+replays them into its :class:`~agents.fnas_buffer.WeightedRecurrentRolloutBuffer`.
+Pure numpy, no torch.
 """
 
 from __future__ import annotations
