@@ -30,8 +30,8 @@ COMPONENTS = {
     "critic training": ("wrappers/critic.py", "update"),
     "critic prediction": ("wrappers/critic.py", "predict"),
     "gate threshold window": ("wrappers/uac.py", "_remember_uncertainty"),
-    "PPO update (train)": ("agents/fnas_ppo.py", "train"),
-    "AEB replay": ("agents/fnas_ppo.py", "_replay"),
+    "PPO update (train)": ("agents/fnas_loss.py", "train"),
+    "AEB replay": ("agents/fnas_replay.py", "_replay"),
     "env lookups": ("fnas_env/env.py", "evaluate"),
     "whole search (learn)": ("on_policy_algorithm.py", "learn"),
 }
