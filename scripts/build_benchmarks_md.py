@@ -1,8 +1,11 @@
-"""Rebuild BENCHMARKS.md: the summary, then every benchmark's write-up with its headings demoted.
+"""Rebuild BENCHMARKS.md: the summary, then every benchmark's report with its headings demoted.
 
-Each benchmark script's figures live in ``benchmarks/results/<name>.md`` (a ``#``
-title and ``##`` sections); BENCHMARKS.md is ``benchmarks/results/summary.md``
-followed by those fragments in :data:`ORDER`, every heading one level deeper.
+Each benchmark's report lives in ``benchmarks/results/<name>.md`` (a ``#`` title,
+``##`` sections): the question, the command, the commit and machine load it ran
+at, the tables and what they mean. BENCHMARKS.md is
+``benchmarks/results/summary.md`` (targets and verdicts) followed by those
+fragments in :data:`ORDER` (any other fragment after them, by name), every
+heading one level deeper. Never edit BENCHMARKS.md by hand.
 
     python scripts/build_benchmarks_md.py
 """
@@ -16,15 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 ORDER = (
     "user_path",
-    "search_efficiency",
-    "fnas_ablation",
-    "e2e_cost",
-    "scaling",
-    "uac_critic_quality",
-    "anb_surrogate",
     "mnas_env",
-    "proxy_quality",
     "latency",
+    "scaling",
+    "e2e_cost",
+    "fnas_ablation",
+    "uac_critic_quality",
+    "search_efficiency",
+    "proxy_quality",
+    "anb_surrogate",
 )
 
 
