@@ -129,7 +129,7 @@ def test_round_trip_reopen_and_safetensors(tmp_path: Path) -> None:
 
 
 def test_non_durable_pool_skips_fsync_and_round_trips(tmp_path: Path, monkeypatch) -> None:
-    import fnas_env.knowledge_pool as kp
+    import fnas_env.knowledge_pool.store as kp
 
     synced = []
     monkeypatch.setattr(kp.os, "fsync", lambda fd: synced.append(fd))

@@ -26,7 +26,7 @@ from fnas_env.arch import Architecture
 from fnas_env.evaluators.base import Evaluation, Evaluator
 from fnas_env.knowledge_pool import KnowledgePool
 from fnas_env.latency import LatencyModel
-from fnas_env.models import ProxyModelConfig, build_model, count_macs_params
+from fnas_env.models import BLOCK_SPACES, ProxyModelConfig, build_model, count_macs_params
 from fnas_env.spaces import get_space
 from fnas_env.training import ImageDataset, ProxyTrainer, TrainConfig, load_dataset
 
@@ -34,12 +34,9 @@ __all__ = [
     "ProxyEvaluator",
     "base_architecture",
     "proxy_model_config",
-    "PROXY_SPACES",
     "TEMPORARY_POOL",
 ]
 
-#: Spaces whose networks follow the block contract the trainer and pool rely on.
-PROXY_SPACES = ("mnas", "anb", "macro")
 #: ``pool`` value for a knowledge pool in a temporary folder, deleted with the evaluator
 TEMPORARY_POOL = "temporary"
 
@@ -80,7 +77,7 @@ class ProxyEvaluator(Evaluator):
     """Scores architectures by training them on a proxy task and measuring their latency.
 
     Args:
-        space: search space, one of ``PROXY_SPACES`` (default ``"mnas"``).
+        space: search space, one of ``BLOCK_SPACES`` (default ``"mnas"``).
         dataset: an :class:`~fnas_env.training.ImageDataset`, or a name/path for
             :func:`~fnas_env.training.load_dataset` (default ``"digits"``).
         model_config: network settings (default :func:`proxy_model_config` of the
@@ -140,9 +137,9 @@ class ProxyEvaluator(Evaluator):
         device: str | torch.device = "cpu",
         width: float = 0.5,
     ) -> None:
-        if space not in PROXY_SPACES:
+        if space not in BLOCK_SPACES:
             raise ValueError(
-                f"ProxyEvaluator trains networks of the spaces {PROXY_SPACES}, got {space!r}"
+                f"ProxyEvaluator trains networks of the spaces {BLOCK_SPACES}, got {space!r}"
             )
         self.space_name = space
         self.seed = int(seed)

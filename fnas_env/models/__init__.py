@@ -2,9 +2,9 @@
 
 ``build_model(arch, config)`` builds the network of an architecture of any
 space; ``count_macs_params`` measures its cost. The ``mnas``, ``anb`` and
-``macro`` networks follow the block contract the knowledge pool relies on
-(``stem``, ``blocks`` with one module per space block each holding ``layers``,
-``head``); see :mod:`fnas_env.models.builder`.
+``macro`` networks (:data:`BLOCK_SPACES`) follow the block contract the knowledge
+pool relies on (``stem``, ``blocks`` with one module per space block each holding
+``layers``, ``head``); see :mod:`fnas_env.models.builder`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from fnas_env.models.blocks import (
     ResNetBasicBlock,
 )
 from fnas_env.models.builder import (
+    BLOCK_SPACES,
     BlockNet,
     ModelCost,
     NB201Net,
@@ -29,6 +30,7 @@ from fnas_env.models.builder import (
 from fnas_env.models.config import ProxyModelConfig, make_divisible
 
 __all__ = [
+    "BLOCK_SPACES",
     "Block",
     "BlockNet",
     "ConvLayer",

@@ -78,6 +78,7 @@ from fnas_env.spaces.nb201 import OPS as NB201_OPS
 
 __all__ = [
     "ANB_STAGES",
+    "BLOCK_SPACES",
     "BlockNet",
     "ModelCost",
     "NB201Net",
@@ -85,6 +86,9 @@ __all__ = [
     "count_macs_params",
 ]
 
+#: Spaces whose networks follow the block contract (``stem``, ``blocks``, ``head``): the
+#: spaces the knowledge pool stores and the proxy evaluator trains.
+BLOCK_SPACES = ("mnas", "anb", "macro")
 #: EfficientNet-B0's stages as used for ``anb``: (output channels, first stride).
 ANB_STAGES: tuple[tuple[int, int], ...] = (
     (16, 1),

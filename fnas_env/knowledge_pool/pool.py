@@ -1,25 +1,10 @@
-"""Architecture Knowledge Pool (AKP): trained blocks that initialise new architectures.
+"""The Architecture Knowledge Pool (AKP): lookup, initialise, store.
 
-FNAS (see ``PAPER.md``) keeps a key-value table of trained blocks: the key is a
-block's one-hot embedding (:meth:`SearchSpace.block_embeddings`), the value the
-block's parameters from a trained checkpoint. A new architecture is initialised
-block by block from the stored block of the same space and position with the
-highest cosine similarity, so a proxy training of a few epochs starts from
-trained weights and ranks architectures as well as a longer one from scratch.
-
-Model contract (``fnas_env.models.build_model`` for ``mnas``/``anb``/``macro``):
-the model has ``stem``, ``blocks`` (an ``nn.ModuleList`` with one module per
-search-space block, in the space's order) and ``head``; a block module holds its
-layers in ``layers: nn.ModuleList``. State-dict keys of a layer depend only on its
-op type (same op elsewhere: same keys, other shapes), so a stored block fits a
-target block after :func:`adapt_state_dict`:
-
-- channels sliced, or padded with the target's own initial values;
-- kernels (4-D conv weights) centre-cropped, or zero-padded around the source
-  kernel (a 3x3 kernel inside a 5x5 one computes the same function);
-- layer counts mapped: target layer ``j`` takes source layer ``min(j, n_src - 1)``;
-- tensors whose key the source lacks (an SE module, an expansion conv) keep
-  their initial values.
+A new architecture is initialised block by block from the stored block of the same
+space and position with the highest cosine similarity of keys (one-hot block
+embeddings), shape-adapted (:mod:`fnas_env.knowledge_pool.adapt`); a trained
+model is stored block by block into the pool's folder
+(:mod:`fnas_env.knowledge_pool.store`).
 
 Keys: block ``i`` at position ``"i"``; the stem at position ``"stem"`` keyed by
 the first block's embedding and the head at ``"head"`` keyed by the last block's
@@ -29,19 +14,6 @@ Fairness: a pool holds checkpoints trained for one number of iterations, set
 when it is created or fixed at its first store; stores with another number are
 refused (``store`` returns False and ``counters.refused`` counts them).
 
-On disk (a folder, shareable between searches, tasks and processes)::
-
-    index.json          entries: space, position, key, label, file, iterations, ...
-    pool.lock           fcntl.flock lock file (shared for reads, exclusive for writes)
-    tensors/<id>.safetensors   one block's tensors (safetensors: no code runs on load)
-
-A store writes and fsyncs the tensor files first, then writes the new index to a
-temporary file, fsyncs it and ``os.replace``-s it over ``index.json``: a process
-killed at any point leaves the previous or the new index, never a torn one, and
-at most the entries of the interrupted store are lost (their orphan files are
-removed by the next store). Every operation re-reads the index when another
-process changed it.
-
 Capacity: at most ``capacity`` blocks per (space, position). Eviction rule: the
 oldest stored block goes first (re-storing a key replaces the old entry, so it
 counts as new); later checkpoints come from later in a search, where the
@@ -50,68 +22,35 @@ controller samples the region that matters.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
-import re
 import time
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load as safetensors_load
-from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from fnas_env.arch import Architecture
+from fnas_env.knowledge_pool.adapt import load_into
+from fnas_env.knowledge_pool.store import PoolEntry, PoolStore
+from fnas_env.models import BLOCK_SPACES
 from fnas_env.spaces import SearchSpace, get_space
 
 __all__ = [
     "KnowledgePool",
     "PoolNotWritable",
     "InitStats",
-    "PoolEntry",
     "PoolCounters",
     "Match",
-    "adapt_tensor",
-    "adapt_state_dict",
     "best_match",
-    "POOL_SPACES",
+    "EXACT_TOL",
 ]
 
-#: spaces whose models follow the stem/blocks/head contract
-POOL_SPACES = ("mnas", "anb", "macro")
-INDEX_NAME = "index.json"
-LOCK_NAME = "pool.lock"
-TENSOR_DIR = "tensors"
-FORMAT = "fnas-akp"
-VERSION = 1
 #: cosine similarity at or above ``1 - EXACT_TOL`` counts as an exact match
 EXACT_TOL = 1e-6
-_LAYER_KEY = re.compile(r"^layers\.(\d+)\.(.*)$")
-
-
-@dataclass(frozen=True)
-class PoolEntry:
-    """One stored block: where it sits (space, position), its key, and its file."""
-
-    id: str
-    space: str
-    position: str
-    key: tuple[float, ...]
-    label: str
-    file: str
-    arch: str
-    iterations: int
-    seq: int
-    time: float
-    nbytes: int
-    task: str | None = None
 
 
 @dataclass(frozen=True)
@@ -215,109 +154,6 @@ def _normalise(keys: np.ndarray) -> np.ndarray:
     return keys / np.where(norms == 0.0, 1.0, norms)
 
 
-# ---- shape adaptation -------------------------------------------------------------
-
-
-def adapt_tensor(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``source`` fitted to ``target``'s shape (a new tensor of ``target``'s dtype).
-
-    Every dim is sliced to the common size; where the target is larger its own
-    values stay. For 4-D tensors (conv weights ``out, in, kh, kw``) the kernel is
-    centre-aligned: cropped from a larger source, or placed in the centre of a
-    larger target with zeros around it. Tensors of different rank must not be
-    passed (:func:`adapt_state_dict` keeps the target's values then).
-    """
-    out = target.detach().clone()
-    _copy_into(source, out)
-    return out
-
-
-def _copy_into(source: torch.Tensor, target: torch.Tensor) -> None:
-    """In place: :func:`adapt_tensor`'s result written into ``target``."""
-    if source.dim() != target.dim():
-        raise ValueError(
-            f"cannot adapt a {source.dim()}-D tensor to a {target.dim()}-D one "
-            f"({tuple(source.shape)} -> {tuple(target.shape)})"
-        )
-    with torch.no_grad():
-        if source.device != target.device:  # stored on the CPU, training on a GPU
-            source = source.to(target.device)
-        if source.shape == target.shape:
-            target.copy_(source)
-            return
-        src_idx: list[slice] = []
-        tgt_idx: list[slice] = []
-        for d, (s, t) in enumerate(zip(source.shape, target.shape)):
-            n = min(s, t)
-            if source.dim() == 4 and d >= 2:  # kernel dims: centre-aligned
-                src_idx.append(slice((s - n) // 2, (s - n) // 2 + n))
-                tgt_idx.append(slice((t - n) // 2, (t - n) // 2 + n))
-            else:
-                src_idx.append(slice(0, n))
-                tgt_idx.append(slice(0, n))
-        if source.dim() == 4 and (
-            target.shape[2] > source.shape[2] or target.shape[3] > source.shape[3]
-        ):
-            target[tuple(tgt_idx[:2])] = 0  # zero frame around the copied kernel
-        target[tuple(tgt_idx)] = source[tuple(src_idx)].to(target.dtype)
-
-
-def _n_layers(keys: Iterable[str]) -> int:
-    layers = [int(m.group(1)) for k in keys if (m := _LAYER_KEY.match(k))]
-    return max(layers) + 1 if layers else 0
-
-
-def _source_names(
-    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
-) -> dict[str, str | None]:
-    """Source key each target key reads (None: keep the target's value)."""
-    n_src = _n_layers(source)
-    out: dict[str, str | None] = {}
-    for name, tensor in target.items():
-        src_name = name
-        m = _LAYER_KEY.match(name)
-        if m is not None:
-            src_name = f"layers.{min(int(m.group(1)), n_src - 1)}.{m.group(2)}" if n_src else ""
-        src = source.get(src_name)
-        out[name] = src_name if src is not None and src.dim() == tensor.dim() else None
-    return out
-
-
-def adapt_state_dict(
-    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
-) -> tuple[dict[str, torch.Tensor], tuple[int, int, int]]:
-    """A full state dict for ``target``'s module with values taken from ``source``.
-
-    Keys ``layers.{j}.rest`` of the target read ``layers.{min(j, n_src - 1)}.rest``
-    of the source (layer-count mapping); other keys read the same key. A key the
-    source lacks, or a tensor of another rank, keeps the target's value.
-    Returns the state dict and counts ``(copied, adapted, kept)``.
-    """
-    out = {k: v.detach().clone() for k, v in target.items()}
-    return out, _load_into(source, out)
-
-
-def _load_into(
-    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
-) -> tuple[int, int, int]:
-    """In place: write ``source`` into the tensors of ``target`` (a module's state dict)."""
-    copied = adapted = kept = 0
-    for name, src_name in _source_names(source, target).items():
-        if src_name is None:
-            kept += 1
-            continue
-        src, dst = source[src_name], target[name]
-        if src.shape == dst.shape:
-            copied += 1
-        else:
-            adapted += 1
-        _copy_into(src, dst)
-    return copied, adapted, kept
-
-
-# ---- the pool ----------------------------------------------------------------------
-
-
 class PoolNotWritable(OSError):
     """The pool's folder cannot be created, locked or read."""
 
@@ -360,19 +196,17 @@ class KnowledgePool:
             )
         if iterations is not None:
             iterations = _check_iterations(iterations)
-        self.path = Path(path)
+        self._disk = PoolStore(Path(path), bool(durable))
         self.capacity = capacity
-        self.durable = bool(durable)
         self.counters = PoolCounters()
         self._iterations = iterations
         self._index_iterations: int | None = None
-        self._signature: tuple[int, int, int] | None = None
         self._entries: list[PoolEntry] = []
         self._tables: dict[tuple[str, str], _Table] = {}
         self._next_seq = 0
         try:
-            (self.path / TENSOR_DIR).mkdir(parents=True, exist_ok=True)
-            with self._lock(fcntl.LOCK_SH):
+            self._disk.create()
+            with self._disk.lock():
                 self._refresh()
         except OSError as exc:
             raise PoolNotWritable(
@@ -394,6 +228,20 @@ class KnowledgePool:
 
     # ---- reading -------------------------------------------------------------------
     @property
+    def path(self) -> Path:
+        """The pool's folder."""
+        return self._disk.path
+
+    @property
+    def durable(self) -> bool:
+        """Whether a store fsyncs every file it writes (see ``durable`` above)."""
+        return self._disk.durable
+
+    @durable.setter
+    def durable(self, value: bool) -> None:
+        self._disk.durable = bool(value)
+
+    @property
     def iterations(self) -> int | None:
         """Training iterations of the stored checkpoints (None until fixed)."""
         self.refresh()
@@ -401,7 +249,7 @@ class KnowledgePool:
 
     def refresh(self) -> None:
         """Re-read the index if another process (or object) changed it."""
-        with self._lock(fcntl.LOCK_SH):
+        with self._disk.lock():
             self._refresh()
 
     def entries(
@@ -437,12 +285,12 @@ class KnowledgePool:
 
     def load_tensors(self, entry: PoolEntry) -> dict[str, torch.Tensor]:
         """The stored tensors of ``entry`` (safetensors; no code runs on load)."""
-        return safetensors_load((self.path / entry.file).read_bytes())
+        return self._disk.load_tensors(entry.file)
 
     def lookup(self, arch: Architecture) -> list[Match]:
         """Most similar stored block for the stem, each block and the head of ``arch``."""
         space = _pool_space(arch)
-        with self._lock(fcntl.LOCK_SH):
+        with self._disk.lock():
             self._refresh()
             return self._match(space, arch)
 
@@ -457,7 +305,7 @@ class KnowledgePool:
         space = _pool_space(arch)
         parts = _model_parts(model, space)
         copied = adapted = kept = 0
-        with self._lock(fcntl.LOCK_SH):
+        with self._disk.lock():
             self._refresh()
             t0 = time.perf_counter()
             matches = self._match(space, arch)
@@ -471,7 +319,7 @@ class KnowledgePool:
                 except FileNotFoundError:  # removed by hand; keep the block's init
                     continue
                 # state_dict() tensors share storage with the module: written in place
-                c, a, k = _load_into(source, module.state_dict(keep_vars=False))
+                c, a, k = load_into(source, module.state_dict(keep_vars=False))
                 copied, adapted, kept = copied + c, adapted + a, kept + k
             t2 = time.perf_counter()
         blocks = [m for m in matches if m.position not in ("stem", "head")]
@@ -545,11 +393,11 @@ class KnowledgePool:
                 meta = {"space": space.name, "position": position, "arch": space.to_string(arch)}
                 emb = keys[position]
                 label = emb.label if position not in ("stem", "head") else f"{position}:{emb.label}"
-                blocks.append((position, emb.embedding, label, safetensors_save(tensors, meta)))
+                blocks.append((position, emb.embedding, label, PoolStore.encode(tensors, meta)))
             payloads.append((arch, blocks))
         if not payloads:
             return 0
-        with self._lock(fcntl.LOCK_EX):
+        with self._disk.lock(exclusive=True):
             self._refresh()
             fixed = (
                 self._index_iterations if self._index_iterations is not None else self._iterations
@@ -564,35 +412,10 @@ class KnowledgePool:
         return len(payloads)
 
     # ---- internals -------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _lock(self, mode: int) -> Iterator[None]:
-        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, mode)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
-
     def _refresh(self) -> None:
-        index = self.path / INDEX_NAME
-        try:
-            st = os.stat(index)
-        except FileNotFoundError:
-            if self._signature is not None or self._entries:
-                self._load({"entries": [], "iterations": None, "next_seq": 0})
-            self._signature = None
-            return
-        signature = (st.st_ino, st.st_mtime_ns, st.st_size)
-        if signature == self._signature:
-            return
-        try:
-            data = json.loads(index.read_text())
-        except (OSError, ValueError) as exc:
-            raise RuntimeError(f"cannot read the knowledge pool index {index}: {exc}") from exc
-        if data.get("format") != FORMAT:
-            raise RuntimeError(f"{index} is not a knowledge pool index (format {FORMAT!r})")
-        self._load(data)
-        self._signature = signature
+        data = self._disk.read_index()
+        if data is not None:
+            self._load(data)
 
     def _load(self, data: dict[str, Any]) -> None:
         self._index_iterations = data.get("iterations")
@@ -632,16 +455,13 @@ class KnowledgePool:
         task: str | None,
     ) -> None:
         """Write tensor files, then the index atomically; delete replaced files last."""
-        tensor_dir = self.path / TENSOR_DIR
         entries = {(e.space, e.position, e.key): e for e in self._entries}
         seq = self._next_seq
         now = time.time()
         for arch, blocks in payloads:
             arch_str = get_space(arch.space).to_string(arch)
             for position, embedding, label, data in blocks:
-                entry_id = uuid.uuid4().hex
-                file = f"{TENSOR_DIR}/{entry_id}.safetensors"
-                _write_durable(self.path / file, data, self.durable)
+                entry_id, file = self._disk.write_tensors(data)
                 key = tuple(float(x) for x in embedding)
                 entries[(arch.space, position, key)] = PoolEntry(
                     entry_id, arch.space, position, key, label, file, arch_str,
@@ -658,29 +478,8 @@ class KnowledgePool:
                 count[(e.space, e.position)] -= 1
                 continue
             survivors.append(e)
-        data = {
-            "format": FORMAT,
-            "version": VERSION,
-            "iterations": iterations,
-            "next_seq": seq,
-            "entries": [asdict(e) for e in survivors],
-        }
-        index = self.path / INDEX_NAME
-        tmp = self.path / f".{INDEX_NAME}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-        _write_durable(tmp, json.dumps(data, separators=(",", ":")).encode(), self.durable)
-        os.replace(tmp, index)
-        if self.durable:
-            _fsync_dir(self.path)
-        self._load(data)
-        st = os.stat(index)
-        self._signature = (st.st_ino, st.st_mtime_ns, st.st_size)
-        # Files no entry references: replaced, evicted, or orphans of a killed store.
-        live = {Path(e.file).name for e in survivors}
-        for f in tensor_dir.iterdir():
-            if f.name not in live:
-                f.unlink(missing_ok=True)
-        for f in self.path.glob(f".{INDEX_NAME}.*.tmp"):
-            f.unlink(missing_ok=True)
+        self._load(self._disk.write_index(survivors, iterations, seq))
+        self._disk.remove_unreferenced(survivors)
 
     def __repr__(self) -> str:
         return (
@@ -703,9 +502,9 @@ def _check_iterations(iterations: Any) -> int:
 def _pool_space(arch: Architecture) -> SearchSpace:
     if not isinstance(arch, Architecture):
         raise TypeError(f"expected an Architecture, got {type(arch).__name__}")
-    if arch.space not in POOL_SPACES:
+    if arch.space not in BLOCK_SPACES:
         raise ValueError(
-            f"the knowledge pool stores blocks of spaces {list(POOL_SPACES)} (models with "
+            f"the knowledge pool stores blocks of spaces {list(BLOCK_SPACES)} (models with "
             f"stem/blocks/head); got an architecture of space {arch.space!r}"
         )
     space = get_space(arch.space)
@@ -734,19 +533,3 @@ def _model_parts(model: nn.Module, space: SearchSpace) -> dict[str, nn.Module]:
     parts.update({str(i): b for i, b in enumerate(blocks)})
     parts["head"] = model.head
     return parts
-
-
-def _write_durable(path: Path, data: bytes, fsync: bool = True) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
