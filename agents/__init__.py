@@ -1,4 +1,4 @@
-"""Search agents for the FNAS envs: the RecurrentPPO controller, baselines, callbacks, harness.
+"""Search agents for the FNAS envs: the RecurrentPPO controller, baselines, callbacks.
 
 Names load lazily, so ``agents.baselines`` (random search, evolution) imports
 without torch or Stable-Baselines3.
@@ -14,9 +14,6 @@ __all__ = [
     "random_search",
     "regularized_evolution",
     "reinforce",
-    "run_method",
-    "register_method",
-    "METHODS",
     "FNASRecurrentPPO",
     "make_fnas_controller",
     "run_search",
@@ -28,9 +25,6 @@ _LAZY = {
     "random_search": "agents.baselines",
     "regularized_evolution": "agents.baselines",
     "reinforce": "agents.baselines",
-    "run_method": "agents.harness",
-    "register_method": "agents.harness",
-    "METHODS": "agents.harness",
     "FNASRecurrentPPO": "agents.fnas_ppo",
     "make_fnas_controller": "agents.fnas_ppo",
     "run_search": "agents.search",

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +109,7 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
 
     import fnas_env  # noqa: F401 - registers the ids
     from agents.experience import ExperienceBuffer
-    from benchmarks.parallel import StopAfterUpdates, build_search
+    from benchmarks.parallel import build_search
     from wrappers.critic import UncertaintyCritic
 
     torch.set_num_threads(1)
@@ -145,12 +144,7 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
         gate_kwargs=FAST_GATE if run in FAST_RUNS else QUICK_GATE if run in QUICK_RUNS else None,
         controller_kwargs=FAST_CONTROLLER if run in FAST_RUNS else None,
     )
-    try:
-        start = time.perf_counter()
-        search.model.learn(10**9, callback=StopAfterUpdates(args.updates))
-        wall = time.perf_counter() - start
-    finally:
-        search.close()
+    wall = search.run_updates(args.updates)
     if search.critic is not None:
         search.critic.save(run_dir / "critic.pt")
     if search.buffer is not None:

@@ -34,15 +34,17 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from agents.harness import TracePoint, make_search_env
+from benchmarks.envs import ABLATION, env_spec, parse_names
+from benchmarks.harness import make_search_env, reaching, table_thresholds
 from benchmarks.methods import PPO_CHECKPOINTS, FNASSettings, RunResult, run, top_accuracy
 
 __all__ = [
-    "ENVS",
+    "ENV_NAMES",
     "METHODS",
     "TARGETS",
     "PAPER_TARGETS",
@@ -60,14 +62,8 @@ __all__ = [
     "mean_difference_interval",
 ]
 
-#: Env names -> (gym id, gym.make kwargs).
-ENVS: dict[str, tuple[str, dict[str, Any]]] = {
-    "macro": ("FNAS-Macro-v0", {}),
-    "nb201-cifar10": ("FNAS-NB201-v0", {"dataset": "cifar10"}),
-    "nb201-cifar100": ("FNAS-NB201-v0", {"dataset": "cifar100"}),
-    "nb201-imagenet16": ("FNAS-NB201-v0", {"dataset": "ImageNet16-120"}),
-    "anb-zcu102": ("FNAS-ANB-v0", {"device": "zcu102"}),
-}
+#: The envs this benchmark runs (names of :data:`benchmarks.envs.ENVS`).
+ENV_NAMES = ABLATION
 #: Methods run on every env; fnas-transfer runs on TRANSFER_TARGETS.
 METHODS = ("mnas", "fnas-off", "uac", "aeb", "fnas", "evolution")
 TRANSFER_SOURCE = "nb201-cifar10"
@@ -78,25 +74,16 @@ TARGETS = {"uac": 1.8, "fnas": 3.0, "fnas-transfer": 3.0}
 PAPER_TARGETS = {"uac": 0.5, "fnas": 0.25}
 
 
-def env_targets(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+def env_targets(env_id: str, env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Top-1% / top-0.1% accuracies of a tabular env (None where the space is not a table)."""
-    env = make_search_env(env_id, env_kwargs)
-    evaluator = env.unwrapped.evaluator
-    out: dict[str, Any] = {"top1pct": None, "top01pct": None}
-    if hasattr(evaluator, "all_accuracies"):
-        acc = np.sort(np.asarray(evaluator.all_accuracies(), dtype=float))[::-1]
-        out = {
-            "top1pct": float(acc[math.ceil(0.01 * len(acc)) - 1]),
-            "top01pct": float(acc[math.ceil(0.001 * len(acc)) - 1]),
-        }
-    env.close()
-    return out
+    table = table_thresholds(env_id, env_kwargs)
+    return {key: None if table is None else table[key] for key in ("top1pct", "top01pct")}
 
 
 class TrueValues:
     """``lookup(arch_string) -> (accuracy, reward)`` of an env's benchmark (memoised)."""
 
-    def __init__(self, env_id: str, env_kwargs: dict[str, Any]):
+    def __init__(self, env_id: str, env_kwargs: Mapping[str, Any]):
         self.env = make_search_env(env_id, env_kwargs)
         self.base = self.env.unwrapped
         self.cache: dict[str, tuple[float, float]] = {}
@@ -107,12 +94,6 @@ class TrueValues:
             ev = evaluator.evaluate(self.base.search_space.from_string(arch))
             self.cache[arch] = (float(ev.accuracy), float(self.base.reward_of(ev)))
         return self.cache[arch]
-
-
-def _reach(trace: list[TracePoint], key: str, level: float | None) -> int | None:
-    if level is None:
-        return None
-    return next((p.activated for p in trace if getattr(p, key) >= level), None)
 
 
 def _at_ppo(result: RunResult, n: int, lookup) -> dict[str, Any] | None:
@@ -161,11 +142,7 @@ def summarize(
         "env": env,
         "method": method,
         "seed": seed,
-        "budget": len(trace),
-        "activated_to_top1pct": _reach(trace, "best_accuracy", targets["top1pct"]),
-        "activated_to_top01pct": _reach(trace, "best_accuracy", targets["top01pct"]),
-        "top1pct_accuracy": targets["top1pct"],
-        "top01pct_accuracy": targets["top01pct"],
+        **reaching(trace, targets),
         "best_accuracy": last.best_accuracy,
         "best_reward": last.best_reward,
         "best_arch": best.arch,
@@ -456,8 +433,7 @@ def run_all(
     records: list[dict[str, Any]] = []
 
     def one(name: str, method: str, seed: int, report: bool = True) -> None:
-        env_id, kwargs = ENVS[name]
-        kwargs = dict(kwargs, **({"benchmark_dir": benchmark_dir} if benchmark_dir else {}))
+        env_id, kwargs = env_spec(name, benchmark_dir)
         save = method == "fnas" and name == TRANSFER_SOURCE
         start = time.perf_counter()
         result = run(
@@ -565,7 +541,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--quick", action="store_true", help="3 seeds, budget 50, macro (about a minute)"
     )
-    parser.add_argument("--envs", default=",".join(ENVS), help=f"comma-separated of {list(ENVS)}")
+    parser.add_argument(
+        "--envs", default=",".join(ENV_NAMES), help=f"comma-separated of {list(ENV_NAMES)}"
+    )
     parser.add_argument(
         "--methods",
         default=",".join((*METHODS, "fnas-transfer")),
@@ -599,16 +577,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         records = load_records(args.tables.split(","))
         _print_tables(records)
         return records
-    envs = [e for e in args.envs.split(",") if e]
-    methods = [m for m in args.methods.split(",") if m]
     from benchmarks.methods import METHODS as KNOWN
 
-    for e in envs:
-        if e not in ENVS:
-            parser.error(f"unknown env {e!r}; choose from {list(ENVS)}")
-    for m in methods:
-        if m not in KNOWN:
-            parser.error(f"unknown method {m!r}; choose from {list(KNOWN)}")
+    envs = parse_names(parser, args.envs, ENV_NAMES, "env")
+    methods = parse_names(parser, args.methods, KNOWN, "method")
     if args.seeds < 1 or args.budget < 1 or args.ppo_samples < 0:
         parser.error("--seeds and --budget must be positive, --ppo-samples >= 0")
     try:

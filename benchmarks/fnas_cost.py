@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from benchmarks.fnas_ablation import ENVS
+from benchmarks.envs import ABLATION, env_spec
 from benchmarks.methods import run
 
 __all__ = ["COMPONENTS", "profile_components", "main"]
@@ -49,13 +49,13 @@ def profile_components(stats: pstats.Stats) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="nb201-cifar10", choices=list(ENVS))
+    parser.add_argument("--env", default="nb201-cifar10", choices=list(ABLATION))
     parser.add_argument("--budget", type=int, default=400)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--first-seed", type=int, default=2000)
     parser.add_argument("--methods", default="mnas,fnas")
     args = parser.parse_args(argv)
-    env_id, kwargs = ENVS[args.env]
+    env_id, kwargs = env_spec(args.env)
     methods = args.methods.split(",")
     walls: dict[str, list[float]] = {m: [] for m in methods}
     for seed in range(args.first_seed, args.first_seed + args.seeds):

@@ -1,8 +1,9 @@
-"""One harness for every search method: same env, same budget, same counting.
+"""One harness for the baseline search methods: same env, same budget, same counting.
 
-:func:`run_method` makes the env, runs a registered method for a budget of
+:func:`run_method` makes the env, runs a method of :data:`METHODS` for a budget of
 activated samples and returns the per-activated-sample trace read from the env's
-search record, so every method is measured the same way.
+search record (:func:`trace_of`), so every method is measured the same way.
+:mod:`benchmarks.methods` runs the FNAS methods on the same env and trace.
 
 Counting rule (the same for every method): an *activated* sample is a real
 evaluation the env records (``kind="evaluated"``) of an architecture not
@@ -13,20 +14,19 @@ and never spends budget, for every method. Surrogate rewards (UAC) and replays
 sampled so far), ``unique`` (distinct architectures activated so far) and
 ``cached``.
 
-Adding a method is one function::
-
-    @register_method("fnas")
-    def _fnas(env, budget, seed, logdir=None, progress_bar=False):
-        model = FNASRecurrentPPO(...)
-        model.learn(10**9, callback=SearchBudgetCallback(budget))
+Adding a method is one function ``fn(env, budget, seed=..., logdir=...,
+progress_bar=...)`` that searches until ``budget`` more activated samples are
+recorded, and one entry of :data:`METHODS`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 from typing import Any
 
 import gymnasium as gym
@@ -34,22 +34,25 @@ import numpy as np
 
 import fnas_env  # noqa: F401 - registers the env ids
 from agents.baselines import nas_env, random_search, regularized_evolution, reinforce
+from fnas_env import threads
 from fnas_env.arch import Architecture
+from fnas_env.env import NASEnv
 from fnas_env.evaluators.base import Evaluation, Evaluator
 
 __all__ = [
     "TracePoint",
     "METHODS",
-    "register_method",
     "run_method",
     "make_search_env",
+    "table_thresholds",
+    "trace_of",
     "reach",
+    "reaching",
     "TimedEvaluator",
 ]
 
 #: A method runs a search on ``env`` until ``budget`` more activated samples are recorded.
 Method = Callable[..., Any]
-METHODS: dict[str, Method] = {}
 
 
 @dataclass(frozen=True)
@@ -103,35 +106,13 @@ class TimedEvaluator(Evaluator):
         return getattr(self.inner, name)
 
 
-def register_method(name: str) -> Callable[[Method], Method]:
-    """Decorator: register ``fn(env, budget, seed, logdir=None, progress_bar=False)``."""
-
-    def add(fn: Method) -> Method:
-        if name in METHODS:
-            raise ValueError(f"method {name!r} is already registered")
-        METHODS[name] = fn
-        return fn
-
-    return add
-
-
-@register_method("random")
-def _random(env, budget, seed, logdir=None, progress_bar=False):
-    random_search(env, budget, seed=seed, logdir=logdir, progress_bar=progress_bar)
-
-
-@register_method("evolution")
-def _evolution(env, budget, seed, logdir=None, progress_bar=False):
-    regularized_evolution(env, budget, seed=seed, logdir=logdir, progress_bar=progress_bar)
-
-
-@register_method("reinforce")
-def _reinforce(env, budget, seed, logdir=None, progress_bar=False):
-    reinforce(env, budget, seed=seed, logdir=logdir, progress_bar=progress_bar)
-
-
-@register_method("ppo-lstm")
-def _ppo_lstm(env, budget, seed, logdir=None, progress_bar=False):
+def _ppo_lstm(
+    env: gym.Env,
+    budget: int,
+    seed: int | None = None,
+    logdir: str | os.PathLike | None = None,
+    progress_bar: bool = False,
+) -> None:
     """Vanilla MnasNet-style controller: RecurrentPPO, no FNAS modules."""
     from agents.callbacks import SearchBudgetCallback
     from agents.controller import make_controller
@@ -148,7 +129,18 @@ def _ppo_lstm(env, budget, seed, logdir=None, progress_bar=False):
     )
 
 
-def make_search_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
+#: The methods :func:`run_method` runs, by name (read-only).
+METHODS: Mapping[str, Method] = MappingProxyType(
+    {
+        "random": random_search,
+        "evolution": regularized_evolution,
+        "reinforce": reinforce,
+        "ppo-lstm": _ppo_lstm,
+    }
+)
+
+
+def make_search_env(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
     """``gym.make(env_id, **env_kwargs)``, its evaluator wrapped in a :class:`TimedEvaluator`."""
     env = gym.make(env_id, **(env_kwargs or {}))
     base = nas_env(env)
@@ -156,10 +148,35 @@ def make_search_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gy
     return env
 
 
+def table_thresholds(
+    env_id: str, env_kwargs: Mapping[str, Any] | None = None
+) -> dict[str, float] | None:
+    """Top-1% and top-0.1% accuracy of the env's whole table, its best and its size.
+
+    A threshold is the accuracy of the ``ceil(p N)``-th best of the ``N`` architectures
+    (the evaluator's ``all_accuracies()``). None where the env's evaluator is not a table.
+    """
+    env = make_search_env(env_id, env_kwargs)
+    try:
+        all_accuracies = getattr(env.unwrapped.evaluator, "all_accuracies", None)
+        if all_accuracies is None:
+            return None
+        accuracies = np.sort(np.asarray(all_accuracies(), dtype=float))[::-1]
+    finally:
+        env.close()
+    n = len(accuracies)
+    return {
+        "top1pct": float(accuracies[math.ceil(0.01 * n) - 1]),
+        "top01pct": float(accuracies[math.ceil(0.001 * n) - 1]),
+        "best": float(accuracies[0]),
+        "n": n,
+    }
+
+
 def run_method(
     method: str,
     env_id: str,
-    env_kwargs: dict[str, Any] | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
     budget: int = 500,
     seed: int = 0,
     logdir: str | os.PathLike | None = None,
@@ -170,7 +187,7 @@ def run_method(
 
     Args:
         method: a key of :data:`METHODS` (``random``, ``evolution``, ``reinforce``,
-            ``ppo-lstm``, and any added with :func:`register_method`).
+            ``ppo-lstm``).
         env_id: a registered FNAS env id (``"FNAS-NB201-v0"``).
         env_kwargs: keyword arguments of ``gym.make`` (default None).
         budget: activated samples (default 500).
@@ -184,30 +201,27 @@ def run_method(
         One :class:`TracePoint` per activated sample, in order (at most ``budget``).
     """
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; registered: {sorted(METHODS)}")
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
     env = make_search_env(env_id, env_kwargs)
     base = nas_env(env)
     env.reset(seed=seed)
-    previous = None
-    if torch_threads is not None:
-        import torch
-
-        previous = torch.get_num_threads()
-        torch.set_num_threads(int(torch_threads))
     start_entries = len(base.record.entries)
     start = time.time()
     try:
-        METHODS[method](env, budget, seed, logdir=logdir, progress_bar=progress_bar)
+        with threads.torch_threads(torch_threads):
+            METHODS[method](env, budget, seed=seed, logdir=logdir, progress_bar=progress_bar)
     finally:
-        if previous is not None:
-            import torch
-
-            torch.set_num_threads(previous)
         env.close()
-    return _trace(base, start_entries, start, budget)
+    return trace_of(base, start_entries, start, budget)
 
 
-def _trace(base, start_entries: int, start: float, budget: int) -> list[TracePoint]:
+def trace_of(base: NASEnv, start_entries: int, start: float, budget: int) -> list[TracePoint]:
+    """The trace of a search on ``base``: one point per activated sample, at most ``budget``.
+
+    Reads the record's entries from index ``start_entries`` on (replays skipped, cached
+    repeats counted); ``start`` is the search's ``time.time()`` at its start. Evaluation
+    times come from a :class:`TimedEvaluator` (0 with another evaluator).
+    """
     times = base.evaluator.times if isinstance(base.evaluator, TimedEvaluator) else []
     eval_times = np.cumsum(times) if times else None
     trace: list[TracePoint] = []
@@ -249,9 +263,27 @@ def _trace(base, start_entries: int, start: float, budget: int) -> list[TracePoi
     return trace
 
 
-def reach(trace: list[TracePoint], threshold: float) -> int | None:
-    """Activated samples needed until the best accuracy is >= ``threshold`` (None: never)."""
+def reach(trace: list[TracePoint], threshold: float | None) -> int | None:
+    """Activated samples needed until the best accuracy is >= ``threshold``.
+
+    None when it never is, or when there is no ``threshold`` (an env without a table).
+    """
+    if threshold is None:
+        return None
     for point in trace:
         if point.best_accuracy >= threshold:
             return point.activated
     return None
+
+
+def reaching(trace: list[TracePoint], targets: Mapping[str, float | None]) -> dict[str, Any]:
+    """The reaching figures of a run's record: its ``budget`` (the trace's length), the
+    activated samples to ``targets``' top-1% and top-0.1% accuracies (:func:`reach`) and
+    those accuracies (None where the env has no table)."""
+    return {
+        "budget": len(trace),
+        "activated_to_top1pct": reach(trace, targets["top1pct"]),
+        "activated_to_top01pct": reach(trace, targets["top01pct"]),
+        "top1pct_accuracy": targets["top1pct"],
+        "top01pct_accuracy": targets["top01pct"],
+    }

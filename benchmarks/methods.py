@@ -27,7 +27,7 @@ method             what
 ``random``         random search
 =================  ==========================================================================
 
-Trusted, cached and replayed samples never spend budget (see :mod:`agents.harness`).
+Trusted, cached and replayed samples never spend budget (see :mod:`benchmarks.harness`).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.baselines import nas_env, random_search, regularized_evolution
-from agents.harness import TracePoint, make_search_env
-from agents.harness import _trace as trace_of
+from benchmarks.harness import TracePoint, make_search_env, trace_of
+from fnas_env import threads
 
 __all__ = [
     "FNASSettings",
@@ -333,8 +333,6 @@ def run(
         save_dir: where a UAC method saves ``critic-{seed}.pt`` (default: nowhere).
         torch_threads: torch threads while the method runs (one: tiny networks).
     """
-    import torch
-
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
     settings = settings or FNASSettings()
@@ -342,30 +340,28 @@ def run(
     env = make_search_env(env_id, env_kwargs)
     base = nas_env(env)
     env.reset(seed=seed)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(torch_threads)
     start_entries = len(base.record.entries)
     start = time.time()
     extra: dict[str, Any] = {}
     try:
-        if method == "evolution":
-            regularized_evolution(env, budget, seed=seed, max_samples=max_samples)
-        elif method == "random":
-            random_search(env, budget, seed=seed, max_samples=max_samples)
-        else:
-            extra = _ppo_run(
-                method,
-                env,
-                budget,
-                seed,
-                settings,
-                min_ppo_samples,
-                max_samples,
-                patience,
-                save_dir,
-            )
+        with threads.torch_threads(torch_threads):
+            if method == "evolution":
+                regularized_evolution(env, budget, seed=seed, max_samples=max_samples)
+            elif method == "random":
+                random_search(env, budget, seed=seed, max_samples=max_samples)
+            else:
+                extra = _ppo_run(
+                    method,
+                    env,
+                    budget,
+                    seed,
+                    settings,
+                    min_ppo_samples,
+                    max_samples,
+                    patience,
+                    save_dir,
+                )
     finally:
-        torch.set_num_threads(threads)
         env.close()
     wall = time.time() - start
     return RunResult(

@@ -5,7 +5,7 @@
 (:class:`~wrappers.record.VecSearchRecord`) and, for the UAC methods, one gate
 (:class:`~wrappers.uac.VecUncertaintyGate`) in this process, and the FNAS controller.
 :class:`StopAfterUpdates` ends ``learn`` after a number of PPO updates (the paper's
-equal-PPO-samples comparison).
+equal-PPO-samples comparison); :meth:`Search.run_updates` runs a search that long.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,16 @@ class Search:
 
     def close(self) -> None:
         self.venv.close()
+
+    def run_updates(self, updates: int) -> float:
+        """``learn`` for ``updates`` PPO updates (:class:`StopAfterUpdates`), then stop the
+        workers; the wall seconds ``learn`` took."""
+        try:
+            start = time.perf_counter()
+            self.model.learn(10**9, callback=StopAfterUpdates(updates))
+            return time.perf_counter() - start
+        finally:
+            self.close()
 
 
 def build_search(

@@ -35,10 +35,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-ENVS = {
-    "mnas": ("FNAS-MNAS-v0", {}),
-    "anb": ("FNAS-ANB-v0", {}),
-}
+from benchmarks.envs import env_spec
+from fnas_env import threads
+
+#: The envs this benchmark runs (names of :data:`benchmarks.envs.ENVS`).
+ENV_NAMES = ("anb", "mnas")
 
 
 class SimulatedTrainingTime(gym.Wrapper):
@@ -63,32 +64,25 @@ def _wrapper(scale: float | None):
 
 
 def run_one(args: argparse.Namespace, workers: int, seed: int) -> dict[str, Any]:
-    import torch
+    """One search of ``args.env`` on ``workers`` Ray workers: its JSON line."""
+    from benchmarks.parallel import build_search
 
-    from benchmarks.parallel import StopAfterUpdates, build_search
-
-    torch.set_num_threads(1)
-    env_id, env_kwargs = ENVS[args.env]
-    env_kwargs = dict(env_kwargs)
+    env_id, env_kwargs = env_spec(args.env)
     if args.env == "mnas":
         env_kwargs.update(pool=None, seed=seed)  # the same work at any worker count
         if args.target is not None:
             env_kwargs["target"] = args.target
-    search = build_search(
-        env_id,
-        env_kwargs,
-        args.method,
-        workers,
-        seed,
-        args.batch,
-        env_wrapper=_wrapper(args.time_scale if args.env == "anb" else None),
-    )
-    try:
-        start = time.perf_counter()
-        search.model.learn(10**9, callback=StopAfterUpdates(args.updates))
-        wall = time.perf_counter() - start
-    finally:
-        search.close()
+    with threads.torch_threads(1):
+        search = build_search(
+            env_id,
+            env_kwargs,
+            args.method,
+            workers,
+            seed,
+            args.batch,
+            env_wrapper=_wrapper(args.time_scale if args.env == "anb" else None),
+        )
+        wall = search.run_updates(args.updates)
     entries = search.record.record.entries
     evaluated = [e for e in entries if e.kind == "evaluated"]
     return {
@@ -163,7 +157,7 @@ def table(path: str) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--env", choices=sorted(ENVS), default="mnas")
+    p.add_argument("--env", choices=ENV_NAMES, default="mnas")
     p.add_argument("--method", default="mnas", choices=["mnas", "uac", "fnas"])
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--seeds", type=int, nargs="+", default=[3000])

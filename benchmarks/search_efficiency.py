@@ -1,7 +1,7 @@
 """Search efficiency: activated samples to reach the benchmark's top accuracies.
 
 Runs random search, regularized evolution, REINFORCE and the MnasNet-style
-RecurrentPPO controller (``ppo-lstm``) through :func:`agents.harness.run_method`
+RecurrentPPO controller (``ppo-lstm``) through :func:`benchmarks.harness.run_method`
 on tabular benchmarks, over several seeds, with a budget of activated samples
 (every real evaluation counts, repeated architectures included). Prints per env
 and method:
@@ -27,37 +27,39 @@ import json
 import math
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from agents.harness import METHODS, TracePoint, make_search_env, reach, run_method
+from benchmarks.envs import TABLES, env_spec, parse_names
+from benchmarks.harness import (
+    METHODS,
+    TracePoint,
+    make_search_env,
+    reaching,
+    run_method,
+    table_thresholds,
+)
+from fnas_env import threads
 
-__all__ = ["ENVS", "thresholds", "summarize_run", "run_benchmark", "main"]
+__all__ = ["ENV_NAMES", "thresholds", "summarize_run", "run_benchmark", "main"]
 
-#: Benchmark env names -> (gym id, gym.make kwargs).
-ENVS: dict[str, tuple[str, dict[str, Any]]] = {
-    "macro": ("FNAS-Macro-v0", {}),
-    "nb201-cifar10": ("FNAS-NB201-v0", {"dataset": "cifar10"}),
-    "nb201-cifar100": ("FNAS-NB201-v0", {"dataset": "cifar100"}),
-    "nb201-imagenet16": ("FNAS-NB201-v0", {"dataset": "ImageNet16-120"}),
-}
+#: The envs this benchmark runs (names of :data:`benchmarks.envs.ENVS`): the tables.
+ENV_NAMES = TABLES
 DEFAULT_METHODS = ("random", "evolution", "reinforce", "ppo-lstm")
 CHECKPOINTS = (100, 500)
 
 
-def thresholds(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, float]:
-    """Top-1% and top-0.1% accuracy of the env's whole table."""
-    env = make_search_env(env_id, env_kwargs)
-    accuracies = np.sort(np.asarray(env.unwrapped.evaluator.all_accuracies(), dtype=float))[::-1]
-    env.close()
-    n = len(accuracies)
-    return {
-        "top1pct": float(accuracies[math.ceil(0.01 * n) - 1]),
-        "top01pct": float(accuracies[math.ceil(0.001 * n) - 1]),
-        "best": float(accuracies[0]),
-        "n": n,
-    }
+def thresholds(env_id: str, env_kwargs: Mapping[str, Any]) -> dict[str, float]:
+    """Top-1% and top-0.1% accuracy of the env's whole table, its best and its size.
+
+    Raises ValueError when the env's evaluator is not a table.
+    """
+    targets = table_thresholds(env_id, env_kwargs)
+    if targets is None:
+        raise ValueError(f"{env_id} has no table of accuracies to rank against")
+    return targets
 
 
 def summarize_run(
@@ -70,11 +72,7 @@ def summarize_run(
         "env": env,
         "method": method,
         "seed": seed,
-        "budget": len(trace),
-        "activated_to_top1pct": reach(trace, targets["top1pct"]),
-        "activated_to_top01pct": reach(trace, targets["top01pct"]),
-        "top1pct_accuracy": targets["top1pct"],
-        "top01pct_accuracy": targets["top01pct"],
+        **reaching(trace, targets),
         "best_accuracy": last.best_accuracy,
         "best_arch": best.arch,
         "best_test_accuracy": best.test_accuracy,
@@ -101,8 +99,7 @@ def run_benchmark(
     """Run every (env, method, seed) and return the JSON records."""
     records = []
     for name in envs:
-        env_id, kwargs = ENVS[name]
-        kwargs = dict(kwargs, **({"benchmark_dir": benchmark_dir} if benchmark_dir else {}))
+        env_id, kwargs = env_spec(name, benchmark_dir)
         targets = thresholds(env_id, kwargs)
         for method in methods:
             for seed in seeds:
@@ -164,25 +161,21 @@ def profile_controller(env_name: str, architectures: int, benchmark_dir: str | N
     import cProfile
     import pstats
 
-    import torch
-
     from agents.callbacks import SearchBudgetCallback
     from agents.controller import make_controller
 
-    torch.set_num_threads(1)
-    env_id, kwargs = ENVS[env_name]
-    kwargs = dict(kwargs, **({"benchmark_dir": benchmark_dir} if benchmark_dir else {}))
-    env = make_search_env(env_id, kwargs)
-    model = make_controller(env, seed=0)
-    profiler = cProfile.Profile()
-    start = time.perf_counter()
-    profiler.enable()
-    model.learn(
-        env.unwrapped.horizon * architectures * 10,
-        callback=SearchBudgetCallback(architectures),
-    )
-    profiler.disable()
-    total = time.perf_counter() - start
+    env = make_search_env(*env_spec(env_name, benchmark_dir))
+    with threads.torch_threads(1):
+        model = make_controller(env, seed=0)
+        profiler = cProfile.Profile()
+        start = time.perf_counter()
+        profiler.enable()
+        model.learn(
+            env.unwrapped.horizon * architectures * 10,
+            callback=SearchBudgetCallback(architectures),
+        )
+        profiler.disable()
+        total = time.perf_counter() - start
     stats = pstats.Stats(profiler).stats
     parts = [
         ("collect_rollouts (sampling)", "collect_rollouts", "ppo_recurrent.py"),
@@ -222,7 +215,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         help=f"comma-separated methods of {sorted(METHODS)}",
     )
     parser.add_argument(
-        "--envs", default="macro,nb201-cifar10", help=f"comma-separated envs of {list(ENVS)}"
+        "--envs", default="macro,nb201-cifar10", help=f"comma-separated envs of {list(ENV_NAMES)}"
     )
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per method")
     parser.add_argument("--budget", type=int, default=1000, help="activated samples per run")
@@ -235,14 +228,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     args = parser.parse_args(argv)
 
-    methods = [m for m in args.methods.split(",") if m]
-    envs = [e for e in args.envs.split(",") if e]
-    for m in methods:
-        if m not in METHODS:
-            parser.error(f"unknown method {m!r}; choose from {sorted(METHODS)}")
-    for e in envs:
-        if e not in ENVS:
-            parser.error(f"unknown env {e!r}; choose from {list(ENVS)}")
+    methods = parse_names(parser, args.methods, sorted(METHODS), "method")
+    envs = parse_names(parser, args.envs, ENV_NAMES, "env")
     if args.seeds < 1 or args.budget < 1:
         parser.error("--seeds and --budget must be positive")
     if args.profile:

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from agents.harness import TracePoint
 from benchmarks import fnas_ablation as fa
+from benchmarks.harness import TracePoint
 from benchmarks.methods import FNASSettings, RunResult, run, top_accuracy
 from benchmarks.oracle import OracleCritic
 from fnas_env.record import RecordEntry

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agents.harness import TracePoint, run_method
+from benchmarks.harness import TracePoint, run_method
 from benchmarks.search_efficiency import main, summarize_run, tables, thresholds
 
 KEYS = {
