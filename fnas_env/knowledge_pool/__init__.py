@@ -1,6 +1,6 @@
 """Architecture Knowledge Pool (AKP): trained blocks that initialise new architectures.
 
-FNAS (see ``PAPER.md``) keeps a key-value table of trained blocks: the key is a
+FNAS (see ``../shared/PAPER.md``) keeps a key-value table of trained blocks: the key is a
 block's one-hot embedding (:meth:`SearchSpace.block_embeddings`), the value the
 block's parameters from a trained checkpoint. A new architecture is initialised
 block by block from the stored block of the same space and position with the
