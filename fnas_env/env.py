@@ -307,6 +307,7 @@ class NASEnv(gym.Env):
         info: dict[str, Any] = dict(evaluation.extras)
         info.update(
             arch=self.search_space.to_string(arch),
+            architecture=arch,
             accuracy=evaluation.accuracy,
             latency=evaluation.latency,
             throughput=evaluation.throughput,
