@@ -71,7 +71,7 @@ def search_scalars(counters: SearchCounters | list[SearchCounters]) -> dict[str,
         "search/activated": float(sum(c.activated for c in items)),
         "search/sampled": float(sum(c.sampled for c in items)),
         "search/cached": float(sum(c.cached for c in items)),
-        "search/surrogate": float(sum(c.surrogate for c in items)),
+        "search/trusted": float(sum(c.trusted for c in items)),
         "search/replayed": float(sum(c.replayed for c in items)),
         "search/cost": float(sum(c.cost for c in items)),
     }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import unwrap_vec_wrapper
 
 from agents.baselines import search_scalars
 
@@ -23,10 +22,10 @@ class SearchBudgetCallback(BaseCallback):
 
     The counters are read from each env's search record (``get_attr("counters")``)
     whenever an episode ends, so they count what the env really evaluated
-    (repeats served from the record, surrogate rewards and replays are counted
-    apart, and never spend budget). Scalars (``search/best_reward``,
+    (activated; repeats served from the record, trusted rewards and replays are
+    counted apart, and never spend budget). Scalars (``search/best_reward``,
     ``search/best_accuracy``, ``search/activated``, ``search/sampled``,
-    ``search/cached``, ``search/surrogate``, ``search/replayed``, ``search/cost``)
+    ``search/cached``, ``search/trusted``, ``search/replayed``, ``search/cost``)
     go to the model's logger: TensorBoard when the model has ``tensorboard_log``.
 
     Args:
@@ -48,12 +47,10 @@ class SearchBudgetCallback(BaseCallback):
         self._start_sampled = 0
 
     def _counters(self) -> dict[str, float]:
-        from wrappers.record import VecSearchRecord
+        from agents.seam import SearchEnvs
 
-        record = unwrap_vec_wrapper(self.training_env, VecSearchRecord)
-        if record is not None:  # the search's one record (envs spread over workers)
-            return search_scalars([record.counters])
-        return search_scalars(list(self.training_env.get_attr("counters")))
+        # the search's one record (envs spread over workers), else each env's
+        return search_scalars(SearchEnvs(self.training_env).counters())
 
     @property
     def activated(self) -> int:

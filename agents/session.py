@@ -175,8 +175,9 @@ def open_buffer(run: RunFolder) -> Any:
 class SearchProgress(BaseCallback):
     """A progress bar per activated sample, the running best, and proxy means in TensorBoard.
 
-    Trusted architectures (``info["evaluated"]`` False) and repeats served from the
-    record are not trained: they count in the bar's postfix, not in its progress.
+    Trusted architectures (``info["trusted"]``) and repeats served from the
+    record (``info["cached"]``) are not trained: they count in the bar's postfix,
+    not in its progress.
 
     Args:
         counters: the search's counters (read for the running best).
@@ -195,7 +196,7 @@ class SearchProgress(BaseCallback):
         for done, info in zip(self.locals["dones"], self.locals["infos"]):
             if not done or "arch" not in info:
                 continue
-            if not info["evaluated"] or info.get("cached"):
+            if not info["activated"]:
                 continue
             for key in ("accuracy", "latency", "reward"):
                 if info.get(key) is not None:
@@ -207,7 +208,7 @@ class SearchProgress(BaseCallback):
             self.bar.set_postfix(
                 best_reward=f"{counters.best_reward:.3f}",
                 best_acc=f"{counters.best_accuracy:.2f}",
-                trusted=counters.surrogate,
+                trusted=counters.trusted,
                 cached=counters.cached,
             )
             self.bar.update(1)
@@ -272,7 +273,7 @@ class SearchOutcome:
 
     ``counters`` are the whole search's (earlier runs of a resumed search
     included); ``new_activated`` the activated samples this run spent; ``best``
-    the best evaluated record entry (None before the first evaluation).
+    the best activated record entry (None before the first evaluation).
     """
 
     run: RunFolder
@@ -285,7 +286,7 @@ class SearchOutcome:
 
 
 def _best(run: RunFolder) -> RecordEntry | None:
-    entries = run.evaluated()
+    entries = run.activated()
     return max(entries, key=lambda e: e.reward) if entries else None
 
 
@@ -550,9 +551,9 @@ def summary_lines(outcome: SearchOutcome, unit: str | None = None) -> list[str]:
     c = outcome.counters
     run = outcome.run
     lines = [
-        f"architectures: {c.sampled} sampled, {c.activated} evaluated ({c.failed} failed), "
-        f"{c.surrogate} trusted (rewarded by the critic), {c.cached} cached repeats, "
-        f"{c.replayed} replayed; this run evaluated {outcome.new_activated} "
+        f"architectures: {c.sampled} sampled, {c.activated} activated ({c.failed} failed), "
+        f"{c.trusted} trusted (rewarded by the critic), {c.cached} cached repeats, "
+        f"{c.replayed} replayed; this run activated {outcome.new_activated} "
         f"in {outcome.wall_seconds:.0f} s",
     ]
     best = outcome.best

@@ -150,9 +150,9 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     if search.buffer is not None:
         search.buffer.save(run_dir / "aeb")
     entries = search.record.record.entries
-    evaluated = [e for e in entries if e.kind == "evaluated" and not e.failed]
+    succeeded = [e for e in entries if e.kind == "activated" and not e.failed]
     top: list[str] = []
-    for e in sorted(evaluated, key=lambda e: e.reward, reverse=True):
+    for e in sorted(succeeded, key=lambda e: e.reward, reverse=True):
         if e.arch not in top:
             top.append(e.arch)
         if len(top) == args.top:
@@ -176,18 +176,18 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "classes": kwargs["classes"],
         "target": kwargs["target"],
         "wall_s": wall,
-        "eval_seconds": float(sum(e.cost or 0.0 for e in evaluated)),
-        "activated": sum(e.kind == "evaluated" for e in entries),
+        "eval_seconds": float(sum(e.cost or 0.0 for e in succeeded)),
+        "activated": sum(e.kind == "activated" for e in entries),
         "cached": sum(e.kind == "cached" for e in entries),
         "trusted": counters.trusted,
         "replayed": counters.replayed,
         "ppo_samples": counters.ppo_samples,
-        "best_reward": max((e.reward for e in evaluated), default=math.nan),
+        "best_reward": max((e.reward for e in succeeded), default=math.nan),
         "top": top,
-        "top_proxy_accuracy": [next(e.accuracy for e in evaluated if e.arch == a) for a in top],
+        "top_proxy_accuracy": [next(e.accuracy for e in succeeded if e.arch == a) for a in top],
         "top_retrained_accuracy": accuracies,
         "pool_hit_ratio": float(
-            np.mean([e.extras.get("pool_hit_ratio", 0.0) for e in evaluated] or [math.nan])
+            np.mean([e.extras.get("pool_hit_ratio", 0.0) for e in succeeded] or [math.nan])
         ),
         "load_avg": os.getloadavg()[0],
     }

@@ -99,7 +99,7 @@ class TrueValues:
 def _at_ppo(result: RunResult, n: int, lookup) -> dict[str, Any] | None:
     """Activated / cached samples and the top-10 after ``n`` PPO samples (None: not reached).
 
-    A run that stopped because it converged (its policy only repeated evaluated
+    A run that stopped because it converged (its policy only repeated activated
     architectures) counts with its final state: more PPO samples would add no activated one.
     """
     end = next((entries for ppo, entries in result.ppo_checkpoints if ppo >= n), None)
@@ -110,7 +110,7 @@ def _at_ppo(result: RunResult, n: int, lookup) -> dict[str, Any] | None:
     entries = result.entries[: end - result.record_start]
     acc, reward = top_accuracy(entries, lookup)
     return {
-        "activated": sum(e.kind == "evaluated" for e in entries),
+        "activated": sum(e.kind == "activated" for e in entries),
         "cached": sum(e.kind == "cached" for e in entries),
         "top10_accuracy": acc,
         "top10_reward": reward,
@@ -132,7 +132,7 @@ def summarize(
     best = max(trace, key=lambda p: p.reward)
     counters, metrics = result.counters, result.metrics
     kinds = [e.kind for e in result.entries]
-    activated, cached = kinds.count("evaluated"), kinds.count("cached")
+    activated, cached = kinds.count("activated"), kinds.count("cached")
     ppo = counters.get("ppo_samples") if counters else None
     if ppo is None and result.ppo_checkpoints:
         ppo = result.ppo_checkpoints[-1][0]

@@ -6,10 +6,10 @@ search record (:func:`trace_of`), so every method is measured the same way.
 :mod:`benchmarks.methods` runs the FNAS methods on the same env and trace.
 
 Counting rule (the same for every method): an *activated* sample is a real
-evaluation the env records (``kind="evaluated"``) of an architecture not
+evaluation the env records (``kind="activated"``) of an architecture not
 evaluated before in this search. A repeated architecture is served its recorded
 result by the env (``kind="cached"``): it is free, counted apart (``cached``)
-and never spends budget, for every method. Surrogate rewards (UAC) and replays
+and never spends budget, for every method. Trusted rewards (UAC) and replays
 (AEB) are free as well. The trace also carries ``sampled`` (every architecture
 sampled so far), ``unique`` (distinct architectures activated so far) and
 ``cached``.
@@ -62,8 +62,8 @@ class TracePoint:
     ``activated`` counts from 1; ``best_*`` are running maxima; ``wall_time`` is
     seconds since the search started, ``eval_time`` the seconds spent inside the
     evaluator up to this sample (so ``wall_time - eval_time`` is the controller's
-    share); ``sampled`` counts every architecture sampled so far (cached repeats
-    and surrogates included); ``unique`` the distinct architectures activated so
+    share); ``sampled`` counts every architecture sampled so far (cached and
+    trusted ones included); ``unique`` the distinct architectures activated so
     far; ``cached`` the repeats served from the record so far (free).
     """
 
@@ -232,7 +232,7 @@ def trace_of(base: NASEnv, start_entries: int, start: float, budget: int) -> lis
             continue
         sampled += 1
         cached += int(entry.kind == "cached")
-        if entry.kind != "evaluated":
+        if entry.kind != "activated":
             continue
         if len(trace) >= budget:
             break

@@ -52,7 +52,7 @@ class SimulatedTrainingTime(gym.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if terminated and info.get("evaluated") and not info.get("cached"):
+        if terminated and info.get("activated"):
             time.sleep(max(0.0, float(info.get("cost") or 0.0)) * self.scale)
         return obs, reward, terminated, truncated, info
 
@@ -84,7 +84,7 @@ def run_one(args: argparse.Namespace, workers: int, seed: int) -> dict[str, Any]
         )
         wall = search.run_updates(args.updates)
     entries = search.record.record.entries
-    evaluated = [e for e in entries if e.kind == "evaluated"]
+    activated = [e for e in entries if e.kind == "activated"]
     return {
         "bench": "scaling",
         "env": args.env,
@@ -95,11 +95,11 @@ def run_one(args: argparse.Namespace, workers: int, seed: int) -> dict[str, Any]
         "batch": args.batch,
         "time_scale": args.time_scale if args.env == "anb" else None,
         "wall_s": wall,
-        "activated": len(evaluated),
+        "activated": len(activated),
         "cached": sum(e.kind == "cached" for e in entries),
-        "eval_seconds": float(sum(e.cost or 0.0 for e in evaluated)),
-        "rewards": [e.reward for e in evaluated],
-        "final_best": max((e.reward for e in evaluated), default=math.nan),
+        "eval_seconds": float(sum(e.cost or 0.0 for e in activated)),
+        "rewards": [e.reward for e in activated],
+        "final_best": max((e.reward for e in activated), default=math.nan),
         "load_avg": os.getloadavg()[0],
     }
 

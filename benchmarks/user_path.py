@@ -3,7 +3,7 @@
 Runs the README's commands as a user types them (``python -m fnas_env ...``, one
 process each) on the bundled digits, in a fresh run folder, and appends one JSON
 line per command (wall seconds, exit status, the load average when it started)
-plus a line of what the path produced (architectures evaluated, best proxy
+plus a line of what the path produced (architectures activated, best proxy
 accuracy, full-training accuracy and latency) to ``--jsonl``.
 
     PYTHONPATH=. python benchmarks/user_path.py --jsonl benchmarks/results/records/user_path.jsonl
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from benchmarks.parallel import append_jsonl
+from fnas_env.record import read_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,14 +79,14 @@ def main() -> None:
             if result.returncode:
                 sys.exit(f"{name} failed:\n{result.stderr[-3000:]}")
         summary = {"step": "outcome", "commit": commit, "quick": args.quick}
-        record = [json.loads(line) for line in open(Path(run_dir) / "record.jsonl")]
-        evaluated = [e for e in record if e["kind"] == "evaluated"]
+        record = list(read_record(Path(run_dir) / "record.jsonl"))
+        activated = [e for e in record if e.kind == "activated"]
         summary.update(
-            evaluated=len(evaluated),
-            trusted=sum(e["kind"] == "surrogate" for e in record),
-            cached=sum(e["kind"] == "cached" for e in record),
-            best_proxy_accuracy=max(e["accuracy"] or 0.0 for e in evaluated),
-            mean_evaluation_s=round(sum(e["cost"] or 0.0 for e in evaluated) / len(evaluated), 2),
+            activated=len(activated),
+            trusted=sum(e.kind == "trusted" for e in record),
+            cached=sum(e.kind == "cached" for e in record),
+            best_proxy_accuracy=max(e.accuracy or 0.0 for e in activated),
+            mean_evaluation_s=round(sum(e.cost or 0.0 for e in activated) / len(activated), 2),
         )
         (result_file,) = Path(run_dir, "train").glob("*/result.json")
         trained = json.loads(result_file.read_text())

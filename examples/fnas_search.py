@@ -221,12 +221,13 @@ def main() -> None:
     run.save_settings(replace(settings, budget=counters.activated))  # `fnas search` resumes it
 
     # 7. the best architecture found
-    best = max(record.record.evaluated(), key=lambda e: e.reward)
+    best = max(record.record.activated(), key=lambda e: e.reward)
     wall = time.perf_counter() - start
     print(
-        f"architectures: {counters.sampled} sampled, {counters.activated} trained "
-        f"({counters.failed} failed), {counters.surrogate} rewarded by the critic, "
-        f"{counters.cached} repeats served from the record, {counters.replayed} replayed"
+        f"architectures: {counters.sampled} sampled, {counters.activated} activated "
+        f"({counters.failed} failed), {counters.trusted} trusted (rewarded by the critic), "
+        f"{counters.cached} cached (repeats served from the record), "
+        f"{counters.replayed} replayed"
     )
     print(f"best architecture: {best.arch}")
     print(f"  accuracy {best.accuracy:.2f}%", end="  ")

@@ -125,7 +125,7 @@ def main() -> None:
         venv = ScaleReward(DummyVecEnv([lambda: Monitor(env)]), scale=REWARD_SCALE)
         model = algorithm(policy, venv, seed=args.seed, tensorboard_log=logdir, **algo_kwargs)
 
-    # 4. search until --total-architectures are really evaluated (no total_timesteps to guess)
+    # 4. search until --total-architectures are activated (no total_timesteps to guess)
     run_search(
         model,
         budget=args.total_architectures,
@@ -136,7 +136,7 @@ def main() -> None:
     # 5. what the search found
     record = env.unwrapped.record
     counters = record.counters
-    best = max(record.evaluated(), key=lambda entry: entry.reward)
+    best = max(record.activated(), key=lambda entry: entry.reward)
     print(f"algorithm: {args.algo} ({algorithm.__name__}) on NAS-Bench-201 {args.dataset}")
     print(f"activated samples: {counters.activated}")
     print(f"cached samples: {counters.cached}")

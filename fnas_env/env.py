@@ -101,7 +101,10 @@ class NASEnv(gym.Env):
 
     The last-step ``info`` holds ``arch`` (compact string), ``accuracy``,
     ``latency`` (or None), ``throughput``, ``macs``, ``params``, ``reward``,
-    ``evaluated``, ``cached``, ``cost``, ``failed`` and the evaluator's extras.
+    ``activated`` (this step really evaluated the architecture), ``trusted``
+    (the reward is the critic's prediction, nothing trained), ``cached`` (a
+    repeat served from the record), ``cost``, ``failed`` and the evaluator's
+    extras.
 
     The last-step ``info`` also holds ``evaluation``, the
     :class:`~fnas_env.evaluators.base.Evaluation` value itself (what a search
@@ -219,7 +222,7 @@ class NASEnv(gym.Env):
 
         The evaluator is not called for it: ``evaluation`` is scored (``reward``
         overrides the reward computed from it) and recorded as its kind says
-        (``"surrogate"`` for ``evaluated=False``, ``"cached"`` for ``cached=True``).
+        (``"trusted"`` for ``trusted=True``, ``"cached"`` for ``cached=True``).
         A rollout wrapper calls it through ``VecEnv.env_method("provide", ...,
         indices=[i])`` before stepping env ``i``'s last token: the UAC gate for a
         trusted architecture (the critic's reward), a search record shared by several
@@ -273,7 +276,7 @@ class NASEnv(gym.Env):
         """Complete the last step with ``evaluation`` (real or predicted) and record it.
 
         ``reward`` overrides the reward computed from ``evaluation`` (a critic's
-        predicted reward for a trusted sample, with ``evaluation.evaluated=False``).
+        predicted reward for a trusted sample, with ``evaluation.trusted=True``).
         """
         arch = self.pending_architecture(action)
         if arch is None:
@@ -294,15 +297,15 @@ class NASEnv(gym.Env):
 
         Baselines that do not step token by token (random search, evolution)
         call ``score(arch, env.evaluate(arch))`` directly. ``kind`` defaults to
-        ``"cached"`` for a result served from the record, ``"evaluated"`` for a
-        real evaluation and ``"surrogate"`` for a predicted one. A successful
-        ``"evaluated"`` entry is kept, so a later repeat of ``arch`` is served
-        from the record.
+        ``"cached"`` for a result served from the record, ``"trusted"`` for a
+        critic's prediction and ``"activated"`` for a real evaluation. A
+        successful ``"activated"`` entry is kept, so a later repeat of ``arch``
+        is served from the record.
         """
         reward = float(self.reward_of(evaluation) if reward is None else reward)
         kind = kind or record_kind(evaluation)
         self.record.append(arch, evaluation, reward, kind, wall_time=evaluation.cost or 0.0)
-        if kind == "evaluated" and not evaluation.failed:
+        if kind == "activated" and not evaluation.failed:
             self._cache[arch] = evaluation.replace(cached=False)
         info: dict[str, Any] = dict(evaluation.extras)
         info.update(
@@ -314,7 +317,8 @@ class NASEnv(gym.Env):
             macs=evaluation.macs,
             params=evaluation.params,
             reward=reward,
-            evaluated=bool(evaluation.evaluated),
+            activated=kind == "activated",
+            trusted=bool(evaluation.trusted),
             cached=bool(evaluation.cached),
             cost=evaluation.cost,
             failed=bool(evaluation.failed),

@@ -148,8 +148,8 @@ def arch_name(arch: Architecture) -> str:
 
 
 def find_entry(run: RunFolder, arch: Architecture) -> RecordEntry | None:
-    """The run's evaluated record entry of ``arch`` (None when the search never evaluated it)."""
-    for entry in run.evaluated():
+    """The run's activated record entry of ``arch`` (None when the search never evaluated it)."""
+    for entry in run.activated():
         if entry.space == arch.space and tuple(entry.choices) == tuple(arch.choices):
             return entry
     return None

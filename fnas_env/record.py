@@ -29,11 +29,15 @@ __all__ = [
     "KINDS",
 ]
 
-#: evaluated: really trained / looked up; cached: a repeat of an architecture
-#: this record already holds, served its recorded result at no cost;
-#: surrogate: reward predicted (UAC); replayed: a stored episode reused by the
-#: controller (AEB), no evaluation.
-KINDS = ("evaluated", "cached", "surrogate", "replayed")
+#: activated: really evaluated (trained / looked up as trained); cached: a repeat
+#: of an architecture this record already holds, served its recorded result at no
+#: cost; trusted: rewarded by the critic's prediction (UAC), nothing evaluated;
+#: replayed: a stored episode reused by the controller (AEB), no evaluation.
+KINDS = ("activated", "cached", "trusted", "replayed")
+
+#: Records written before the kinds had these names say "evaluated" and
+#: "surrogate"; reading maps them to "activated" and "trusted".
+LEGACY_KINDS = {"evaluated": "activated", "surrogate": "trusted"}
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,9 @@ class RecordEntry:
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def evaluated(self) -> bool:
-        return self.kind == "evaluated"
+    def activated(self) -> bool:
+        """Really evaluated (kind ``"activated"``)."""
+        return self.kind == "activated"
 
     @property
     def architecture(self) -> Architecture:
@@ -74,7 +79,7 @@ class RecordEntry:
             macs=self.macs,
             params=self.params,
             cost=self.cost,
-            evaluated=self.kind in ("evaluated", "cached"),
+            trusted=self.kind == "trusted",
             failed=self.failed,
             extras=dict(self.extras),
         )
@@ -86,31 +91,33 @@ class RecordEntry:
     def from_dict(cls, d: dict[str, Any]) -> RecordEntry:
         d = dict(d)
         d["choices"] = tuple(d["choices"])
+        d["kind"] = LEGACY_KINDS.get(d["kind"], d["kind"])
         return cls(**d)
 
 
 def record_kind(evaluation: Evaluation) -> str:
-    """Record kind of an evaluation: served from a record, real, or predicted."""
+    """Record kind of an evaluation: served from a record, trusted prediction, or real."""
     if evaluation.cached:
         return "cached"
-    return "evaluated" if evaluation.evaluated else "surrogate"
+    return "trusted" if evaluation.trusted else "activated"
 
 
 @dataclass
 class SearchCounters:
     """Sample counters of a search and its running best.
 
-    ``sampled`` counts every architecture the search produced (evaluated,
-    cached and surrogate entries; replays are counted apart). ``activated``
-    counts real evaluations only; ``cached`` counts repeats served from the
-    record, which cost nothing and cannot change the best values (their result
-    was counted when it was first evaluated).
+    ``sampled`` counts every architecture the search produced (activated,
+    cached and trusted entries; replays are counted apart). ``activated``
+    counts real evaluations only; ``trusted`` counts rewards the critic
+    predicted; ``cached`` counts repeats served from the record, which cost
+    nothing and cannot change the best values (their result was counted when it
+    was first activated).
     """
 
     sampled: int = 0
     activated: int = 0
     cached: int = 0
-    surrogate: int = 0
+    trusted: int = 0
     replayed: int = 0
     failed: int = 0
     cost: float = 0.0
@@ -123,8 +130,8 @@ class SearchCounters:
             self.replayed += 1
             return
         self.sampled += 1
-        if entry.kind == "surrogate":
-            self.surrogate += 1
+        if entry.kind == "trusted":
+            self.trusted += 1
             return
         if entry.kind == "cached":
             self.cached += 1
@@ -176,7 +183,7 @@ class SearchRecord:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         from fnas_env.spaces import get_space
 
-        ev = evaluation or Evaluation(accuracy=float("nan"), evaluated=False)
+        ev = evaluation or Evaluation(accuracy=float("nan"))
         entry = RecordEntry(
             arch=get_space(arch.space).to_string(arch),
             space=arch.space,
@@ -212,12 +219,12 @@ class SearchRecord:
         return {
             e.architecture: e.to_evaluation()
             for e in self.entries
-            if e.kind == "evaluated" and not e.failed and e.accuracy is not None
+            if e.kind == "activated" and not e.failed and e.accuracy is not None
         }
 
-    def evaluated(self) -> list[RecordEntry]:
-        """Really evaluated entries (the critic's training data)."""
-        return [e for e in self.entries if e.kind == "evaluated"]
+    def activated(self) -> list[RecordEntry]:
+        """Activated (really evaluated) entries: the critic's training data."""
+        return [e for e in self.entries if e.kind == "activated"]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -241,7 +248,11 @@ def _end_torn_line(path: Path) -> None:
 
 
 def read_record(path: str | os.PathLike) -> Iterator[RecordEntry]:
-    """Entries of a record file; a torn (partially written) line is skipped."""
+    """Entries of a record file; a torn (partially written) line is skipped.
+
+    Kinds written as ``"evaluated"`` / ``"surrogate"`` are read as ``"activated"``
+    / ``"trusted"`` (:data:`LEGACY_KINDS`).
+    """
     with open(path) as f:
         for line in f:
             if not line.endswith("\n"):

@@ -10,7 +10,7 @@ into one output folder:
     A group's curves stop at its shortest seed's activated samples, so the median
     is always taken over every seed.
 ``front.png``
-    Accuracy against latency: every evaluated architecture as a point (one colour
+    Accuracy against latency: every activated architecture as a point (one colour
     per group), the group's accuracy/latency Pareto front
     (:func:`fnas_env.run.pareto_front` of the union of its seeds) as a step line, and
     the reward's target ``T`` as a vertical line when a run has one. One panel per
@@ -18,7 +18,7 @@ into one output folder:
     get no panel, and the summary says so.
 ``choices-RUN.png``
     How often each choice of each decision is sampled as the search goes on, one
-    figure per run: the sampled architectures (evaluated, cached and trusted ones;
+    figure per run: the sampled architectures (activated, cached and trusted ones;
     AEB replays are not new samples) are cut into consecutive windows, and each
     panel is a stacked bar chart (bars as wide as their window, so it reads as a
     stacked area) of the choices' shares per window.
@@ -100,7 +100,7 @@ DPI = 100
 #: how many windows :func:`choice_shares` cuts a search into by default
 DEFAULT_WINDOWS = 8
 #: record kinds that are new samples of the controller (replays are not)
-SAMPLED_KINDS = ("evaluated", "cached", "surrogate")
+SAMPLED_KINDS = ("activated", "cached", "trusted")
 #: figure sizes in inches (width, height)
 PROGRESS_SIZE = (11.0, 4.2)
 FRONT_PANEL_SIZE = (5.5, 4.5)
@@ -120,8 +120,8 @@ class RunData:
         label: a short unique name (the folder's name; a suffix tells equal names apart).
         settings: its ``search.json``.
         entries: every record entry, in search order.
-        counters: the record's counters (activated, cached, surrogate, replayed, best).
-        evaluated: each successfully evaluated architecture once (its first evaluation).
+        counters: the record's counters (activated, cached, trusted, replayed, best).
+        found: each successfully activated architecture once (its first success).
     """
 
     path: Path
@@ -129,7 +129,7 @@ class RunData:
     settings: RunSettings
     entries: tuple[RecordEntry, ...]
     counters: SearchCounters
-    evaluated: tuple[RecordEntry, ...]
+    found: tuple[RecordEntry, ...]
 
     @property
     def group(self) -> GroupKey:
@@ -155,13 +155,13 @@ class RunData:
 
     @property
     def sampled(self) -> list[RecordEntry]:
-        """The controller's new samples in order: evaluated, cached and trusted entries."""
+        """The controller's new samples in order: activated, cached and trusted entries."""
         return [e for e in self.entries if e.kind in SAMPLED_KINDS]
 
     @property
     def activated(self) -> list[RecordEntry]:
         """Every activated sample (real evaluation) in order, failed ones included."""
-        return [e for e in self.entries if e.kind == "evaluated"]
+        return [e for e in self.entries if e.kind == "activated"]
 
 
 def load_run(path: str | os.PathLike, label: str | None = None) -> RunData:
@@ -193,7 +193,7 @@ def load_run(path: str | os.PathLike, label: str | None = None) -> RunData:
         settings=settings,
         entries=entries,
         counters=counters,
-        evaluated=tuple(folder.evaluated()),
+        found=tuple(folder.activated()),
     )
 
 
@@ -261,7 +261,7 @@ class ProgressData:
     """What :func:`plot_progress` draws.
 
     Attributes:
-        reward, accuracy: one curve per group that has an evaluated architecture.
+        reward, accuracy: one curve per group that has an activated architecture.
         run_reward, run_accuracy: each run's own running best (run label -> values
             per activated sample).
         notes: what was left out and why.
@@ -293,10 +293,10 @@ def progress_data(runs: Sequence[RunData]) -> ProgressData:
     notes: list[str] = []
     for run in runs:
         activated = run.activated
-        if not run.evaluated:
+        if not run.found:
             entries = len(run.entries)
             notes.append(
-                f"{run.label}: no evaluated architecture ({entries} record entries), not plotted"
+                f"{run.label}: no activated architecture ({entries} record entries), not plotted"
             )
             continue
         run_reward[run.label] = running_best([e.reward for e in activated])
@@ -336,7 +336,7 @@ class FrontSeries:
     Attributes:
         label: the legend text.
         group: the (env id, method).
-        points: every evaluated architecture of the group's runs with a latency.
+        points: every activated architecture of the group's runs with a latency.
         front: the Pareto front of ``points``, by increasing latency.
     """
 
@@ -361,7 +361,7 @@ class FrontData:
 
     Attributes:
         panels: the panels, in order of first appearance of the env.
-        skipped: env ids whose evaluated architectures have no latency.
+        skipped: env ids whose activated architectures have no latency.
     """
 
     panels: list[FrontPanel]
@@ -369,7 +369,7 @@ class FrontData:
 
 
 def front_data(runs: Sequence[RunData]) -> FrontData:
-    """Every evaluated architecture with a latency, and each group's Pareto front, per env."""
+    """Every activated architecture with a latency, and each group's Pareto front, per env."""
     panels: list[FrontPanel] = []
     skipped: list[str] = []
     envs: dict[str, list[RunData]] = {}
@@ -381,13 +381,13 @@ def front_data(runs: Sequence[RunData]) -> FrontData:
             points = [
                 e
                 for r in members
-                for e in r.evaluated
+                for e in r.found
                 if e.latency is not None and e.accuracy is not None
             ]
             if points:
                 series.append(FrontSeries(group_label(key), key, points, pareto_front(points)))
         if not series:
-            if any(r.evaluated for r in env_runs):
+            if any(r.found for r in env_runs):
                 skipped.append(env_id)
             continue
         targets = sorted({r.target for r in env_runs if r.target is not None})
@@ -575,10 +575,10 @@ def plot_front(
         colors: each group's colour (default: :func:`group_colors` of the panels' groups).
 
     Raises:
-        ValueError: ``data`` has no panel (no evaluated architecture has a latency).
+        ValueError: ``data`` has no panel (no activated architecture has a latency).
     """
     if not data.panels:
-        raise ValueError("no evaluated architecture has a latency: nothing to draw")
+        raise ValueError("no activated architecture has a latency: nothing to draw")
     n = len(data.panels)
     fig = _new_figure((FRONT_PANEL_SIZE[0] * n, FRONT_PANEL_SIZE[1]))
     axes = np.atleast_1d(fig.subplots(1, n))
@@ -734,7 +734,7 @@ def plot_choices(shares: ChoiceShares, path: str | os.PathLike) -> Path:
                 if ax.axison:
                     ax.legend(fontsize="xx-small")
     fig.supxlabel(
-        "sampled architectures (evaluated, cached, trusted)", fontsize="small", y=0.15 / height
+        "sampled architectures (activated, cached, trusted)", fontsize="small", y=0.15 / height
     )
     return _save(fig, Path(path))
 
@@ -825,7 +825,7 @@ def _markdown(report: Report) -> str:
                 _fmt(run.target),
                 c.activated,
                 c.cached,
-                c.surrogate,
+                c.trusted,
                 c.replayed,
                 c.failed,
                 _fmt(c.best_reward),
@@ -842,7 +842,7 @@ def _markdown(report: Report) -> str:
             for name in (
                 "activated",
                 "cached",
-                "surrogate",
+                "trusted",
                 "replayed",
                 "best_reward",
                 "best_accuracy",
@@ -856,14 +856,14 @@ def _markdown(report: Report) -> str:
     lines += ["", "## Accuracy against latency", ""]
     if "front" in report.figures:
         lines += [
-            "Points: evaluated architectures; lines: each group's Pareto front; "
+            "Points: activated architectures; lines: each group's Pareto front; "
             "dashed: the target T.",
             "",
             "![accuracy against latency](front.png)",
             "",
         ]
     else:
-        lines += ["No figure: no evaluated architecture has a latency.", ""]
+        lines += ["No figure: no activated architecture has a latency.", ""]
     for env_id in report.front.skipped:
         lines.append(f"- {env_id}: the record has no latency (accuracy only), no panel")
     lines += ["", "## Choices over the search", ""]
@@ -903,7 +903,7 @@ def write_report(
     Raises:
         FileNotFoundError: a path is not a run folder.
         ValueError: no path, a path given twice, a bad ``windows``, ``out`` is a file,
-            or no run has an evaluated architecture (nothing to plot).
+            or no run has an activated architecture (nothing to plot).
     """
     if not paths:
         raise ValueError("give at least one run folder")
@@ -917,11 +917,11 @@ def write_report(
             raise ValueError(f"run folder {folder} is given twice")
         seen[key] = folder
     runs = [load_run(p, label) for p, label in zip(folders, _unique_labels(folders))]
-    if not any(r.evaluated for r in runs):
+    if not any(r.found for r in runs):
         described = ", ".join(f"{r.path} ({len(r.entries)} record entries)" for r in runs)
         which = "the run has no" if len(runs) == 1 else "none of the runs has an"
         raise ValueError(
-            f"nothing to plot: {which} evaluated architecture yet: {described}; "
+            f"nothing to plot: {which} activated architecture yet: {described}; "
             "run or resume the search first"
         )
     out = Path(out)

@@ -200,11 +200,11 @@ class RunFolder:
             return []
         return list(read_record(self.record_path))
 
-    def evaluated(self) -> list[RecordEntry]:
-        """Each really evaluated architecture once (its first successful evaluation)."""
+    def activated(self) -> list[RecordEntry]:
+        """Each activated (really evaluated) architecture once (its first success)."""
         seen: dict[tuple[str, tuple[int, ...]], RecordEntry] = {}
         for entry in self.entries():
-            if entry.kind != "evaluated" or entry.failed:
+            if entry.kind != "activated" or entry.failed:
                 continue
             if entry.accuracy is None or not math.isfinite(entry.reward):
                 continue
@@ -212,7 +212,7 @@ class RunFolder:
         return list(seen.values())
 
     def top(self, k: int = 1, by: str = "reward") -> list[RecordEntry]:
-        """The ``k`` best evaluated architectures.
+        """The ``k`` best activated architectures.
 
         Args:
             k: how many (a positive int).
@@ -221,17 +221,17 @@ class RunFolder:
                 rank by reward alone).
 
         Raises:
-            ValueError: a bad ``k`` or ``by``, or a record with no evaluated
+            ValueError: a bad ``k`` or ``by``, or a record with no activated
                 architecture.
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         if by not in RANKINGS:
             raise ValueError(f"by must be one of {RANKINGS}, got {by!r}")
-        entries = self.evaluated()
+        entries = self.activated()
         if not entries:
             raise ValueError(
-                f"the search in {self.path} has no evaluated architecture yet "
+                f"the search in {self.path} has no activated architecture yet "
                 f"({len(self.entries())} record entries): run or resume the search first"
             )
         if by == "front":

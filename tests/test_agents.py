@@ -52,8 +52,8 @@ def assert_repeats_are_cached(entries) -> None:
     """Every evaluated entry is a new architecture, every cached one an earlier evaluated one."""
     seen: set[tuple[int, ...]] = set()
     for entry in entries:
-        assert entry.kind in ("evaluated", "cached"), entry.kind
-        if entry.kind == "evaluated":
+        assert entry.kind in ("activated", "cached"), entry.kind
+        if entry.kind == "activated":
             assert entry.choices not in seen, f"{entry.arch} evaluated twice"
             seen.add(entry.choices)
         else:
@@ -246,7 +246,7 @@ def test_baseline_logs_tensorboard_scalars(tmp_path):
     assert logged["search/activated"][-1] == 20
     assert logged["search/best_accuracy"][-1] == env.record.counters.best_accuracy
     assert logged["search/cached"][-1] == env.record.counters.cached
-    for key in ("sampled", "surrogate", "replayed", "cost", "best_reward"):
+    for key in ("sampled", "trusted", "replayed", "cost", "best_reward"):
         assert f"search/{key}" in logged
 
 
@@ -261,7 +261,7 @@ def test_callback_stops_at_budget_and_logs(tmp_path):
     logged = scalars(tmp_path)
     assert logged["search/activated"][-1] == 10
     assert logged["search/best_reward"][-1] == env.record.counters.best_reward
-    for key in ("best_accuracy", "sampled", "cached", "surrogate", "replayed", "cost"):
+    for key in ("best_accuracy", "sampled", "cached", "trusted", "replayed", "cost"):
         assert f"search/{key}" in logged
 
 

@@ -79,7 +79,7 @@ def test_evaluation_fields(zcu102, dataset):
         ev = zcu102.evaluate(arch)
         assert 0 < ev.accuracy <= 100 and ev.latency > 0 and ev.throughput is None
         assert ev.cost > 0 and ev.macs > 0 and ev.params > 0
-        assert ev.evaluated is True and ev.failed is False
+        assert ev.trusted is False and ev.failed is False
         assert ev.extras == {"device": "zcu102", "surrogate_seed": 0}
     assert zcu102.objective == "latency"
     assert zcu102.default_target == pytest.approx(np.nanmedian(dataset.targets["latency_zcu102"]))

@@ -45,9 +45,9 @@ def test_harness_trace_counts_repeats_as_cached(benchmark_dir, tmp_path):
     assert len({p.arch for p in trace}) == 30
     entries = list(read_record(path))
     assert_repeats_are_cached(entries)
-    assert [e.arch for e in entries if e.kind == "evaluated"] == [p.arch for p in trace]
+    assert [e.arch for e in entries if e.kind == "activated"] == [p.arch for p in trace]
     for point in trace:  # cached and sampled so far, as the record has them
         upto = entries[: point.sampled]
-        assert upto[-1].arch == point.arch and upto[-1].kind == "evaluated"
+        assert upto[-1].arch == point.arch and upto[-1].kind == "activated"
         assert point.cached == sum(e.kind == "cached" for e in upto)
         assert point.sampled == point.activated + point.cached

@@ -127,7 +127,7 @@ def test_oracle_setting_trusts_exact_rewards(benchmark_dir):
         settings=EAGER.changed(critic="oracle"),
     )
     lookup = fa.TrueValues("FNAS-NB201-v0", {"benchmark_dir": benchmark_dir})
-    trusted = [e for e in result.entries if e.kind == "surrogate"]
+    trusted = [e for e in result.entries if e.kind == "trusted"]
     assert trusted and all(e.reward == pytest.approx(lookup(e.arch)[1]) for e in trusted)
 
 
@@ -142,7 +142,7 @@ def _trace(best: list[float]) -> list[TracePoint]:
 SPACE = get_space("macro")
 
 
-def _entry(i: int, reward: float, kind: str = "evaluated") -> RecordEntry:
+def _entry(i: int, reward: float, kind: str = "activated") -> RecordEntry:
     arch = SPACE.from_choices([(i // 3**k) % 3 for k in range(SPACE.num_decisions)])
     return RecordEntry(
         arch=SPACE.to_string(arch),
@@ -166,7 +166,7 @@ def _entry(i: int, reward: float, kind: str = "evaluated") -> RecordEntry:
 def test_top_accuracy_takes_the_best_recorded_rewards_and_true_values():
     entries = [_entry(i, float(i)) for i in range(12)]
     entries.append(_entry(11, 50.0, "replayed"))  # replays are not candidates
-    entries.append(_entry(0, 99.0, "surrogate"))  # a trusted reward counts as the search saw it
+    entries.append(_entry(0, 99.0, "trusted"))  # a trusted reward counts as the search saw it
     truth = {e.arch: (100.0 + k, 200.0 + k) for k, e in enumerate(entries[:12])}
     acc, reward = top_accuracy(entries, truth.__getitem__, k=3)
     # top 3 by recorded reward: arch 0 (99, trusted), 11, 10 -> true 100, 111, 110

@@ -54,11 +54,10 @@ def make_run(path: Path, env_id: str = "FNAS-MNAS-v0", kwargs=None, n: int = 4, 
             macs=1e6,
             params=1e5,
             cost=1.0,
-            evaluated=True,
         )
-        record.append(arch, evaluation, 0.5 + 0.1 * i, "evaluated")
+        record.append(arch, evaluation, 0.5 + 0.1 * i, "activated")
     # a predicted (surrogate) entry with a higher reward is never exported
-    record.append(archs[0], Evaluation(accuracy=99.0, evaluated=False), 9.0, "surrogate")
+    record.append(archs[0], Evaluation(accuracy=99.0, trusted=True), 9.0, "trusted")
     return folder, archs
 
 
@@ -94,7 +93,7 @@ def test_top2_writes_pt2_json_onnx_with_metadata(exported):
         assert (meta["params"], meta["macs"]) == (cost.params, cost.macs)
         assert meta["latency_ms"] > 0 and meta["weights"] == "initialised"
         assert meta["record"]["reward"] == pytest.approx(reward)
-        assert meta["record"]["kind"] == "evaluated"
+        assert meta["record"]["kind"] == "activated"
         if HAS_ONNX:
             assert (out / f"{name}.onnx").is_file() and meta["files"]["onnx"] == f"{name}.onnx"
     assert len(list(out.glob("*.pt2"))) == 2 and not list(out.glob(".*tmp*"))
@@ -243,7 +242,7 @@ def test_empty_record_is_a_clear_error(tmp_path, capsys):
     RunFolder(tmp_path).save_settings(RunSettings(env_id="FNAS-MNAS-v0", env_kwargs=MNAS_KWARGS))
     assert main(["export", str(tmp_path)]) == 2
     line = error_line(capsys)
-    assert line.startswith("fnas export: error:") and "no evaluated architecture" in line
+    assert line.startswith("fnas export: error:") and "no activated architecture" in line
     assert not (tmp_path / "export").exists()
 
 
@@ -290,4 +289,4 @@ def test_module_entry_point_exit_status_without_traceback(tmp_path):
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    assert "fnas export: error:" in done.stderr and "no evaluated architecture" in done.stderr
+    assert "fnas export: error:" in done.stderr and "no activated architecture" in done.stderr

@@ -46,8 +46,8 @@ def make_run(
             arch, kind = seen[int(rng.integers(len(seen)))], "cached"
         else:
             arch = sp.sample(rng)
-            kind = "surrogate" if i % 7 == 6 else "evaluated"
-            if kind == "evaluated":
+            kind = "trusted" if i % 7 == 6 else "activated"
+            if kind == "activated":
                 seen.append(arch)
         accuracy = float(rng.uniform(40, 95))
         lat = float(rng.uniform(5, 40)) if latency else None
@@ -117,7 +117,7 @@ def test_cli_writes_pngs_and_summary(runs, tmp_path, capsys):
 
 def test_best_curves_are_running_max_of_activated_samples(runs, report):
     for run in runs:
-        activated = [e for e in record_lines(run) if e["kind"] == "evaluated"]
+        activated = [e for e in record_lines(run) if e["kind"] == "activated"]
         rewards = running_max([e["reward"] for e in activated])
         accuracies = running_max([e["accuracy"] for e in activated])
         np.testing.assert_allclose(report.progress.run_reward[run.name], rewards)
@@ -146,7 +146,7 @@ def test_front_is_exactly_the_non_dominated_evaluated_architectures(runs, report
         points = {
             (e["arch"], e["latency"], e["accuracy"])
             for e in lines
-            if e["kind"] == "evaluated" and not e["failed"]
+            if e["kind"] == "activated" and not e["failed"]
         }
         assert {(e.arch, e.latency, e.accuracy) for e in series.points} == points
         non_dominated = {
@@ -191,15 +191,15 @@ def test_summary_lists_each_run_with_its_counts(runs, report):
         lines = record_lines(run)
         counts = {
             k: sum(e["kind"] == k for e in lines)
-            for k in ("evaluated", "cached", "surrogate", "replayed")
+            for k in ("activated", "cached", "trusted", "replayed")
         }
-        evaluated = [e for e in lines if e["kind"] == "evaluated"]
+        evaluated = [e for e in lines if e["kind"] == "activated"]
         best = max(evaluated, key=lambda e: e["reward"])
         row = rows[run.name]
         settings = json.loads((run / "search.json").read_text())
         assert row[1:5] == ["FNAS-MNAS-v0", settings["method"], str(settings["seed"]), "20"]
         assert row[5:9] == [
-            str(counts[k]) for k in ("evaluated", "cached", "surrogate", "replayed")
+            str(counts[k]) for k in ("activated", "cached", "trusted", "replayed")
         ]
         assert row[9] == "1"  # the failed evaluation
         assert float(row[10]) == pytest.approx(best["reward"], rel=1e-3)
@@ -211,8 +211,8 @@ def test_summary_lists_each_run_with_its_counts(runs, report):
         if line.startswith("| FNAS-MNAS-v0 | fnas | 2 |")
     ]  # fmt: skip
     cells = [c.strip() for c in group.split("|")[1:-1]]
-    activated = [sum(e["kind"] == "evaluated" for e in record_lines(r)) for r in runs[:2]]
-    best = [max(e["reward"] for e in record_lines(r) if e["kind"] == "evaluated") for r in runs[:2]]
+    activated = [sum(e["kind"] == "activated" for e in record_lines(r)) for r in runs[:2]]
+    best = [max(e["reward"] for e in record_lines(r) if e["kind"] == "activated") for r in runs[:2]]
     assert float(cells[3]) == pytest.approx(np.median(activated))
     assert float(cells[7]) == pytest.approx(np.median(best), rel=1e-3)
 
@@ -253,12 +253,12 @@ def test_nothing_evaluated(tmp_path, runs, capsys):
     RunFolder(empty).save_settings(RunSettings("FNAS-MNAS-v0", {"target": TARGET}, "fnas", 5))
     assert main(["report", str(empty)]) == 2
     err = capsys.readouterr().err
-    assert "nothing to plot: the run has no evaluated architecture yet" in err and str(empty) in err
+    assert "nothing to plot: the run has no activated architecture yet" in err and str(empty) in err
     # beside a run that has results, it is named in the summary instead of plotted
     out = tmp_path / "out"
     assert main(["report", str(empty), str(runs[2]), "--out", str(out)]) == 0
     assert (
-        "fresh: no evaluated architecture (0 record entries), not plotted"
+        "fresh: no activated architecture (0 record entries), not plotted"
         in (out / "report.md").read_text()
     )
 

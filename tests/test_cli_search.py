@@ -31,7 +31,7 @@ TINY_MNAS = [
 
 
 def evaluated(run_dir: Path) -> list:
-    return [e for e in read_record(run_dir / "record.jsonl") if e.kind == "evaluated"]
+    return [e for e in read_record(run_dir / "record.jsonl") if e.kind == "activated"]
 
 
 def fnas(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

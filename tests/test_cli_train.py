@@ -37,7 +37,7 @@ def run_dir(tmp_path_factory) -> Path:
     archs = [base_architecture()] + [get_space("mnas").sample(rng) for _ in range(2)]
     for i, arch in enumerate(archs):
         evaluation = Evaluation(accuracy=90.0 - i, latency=1.0, macs=1e6, params=1e5)
-        record.append(arch, evaluation, 1.0 - 0.1 * i, "evaluated")
+        record.append(arch, evaluation, 1.0 - 0.1 * i, "activated")
     return path
 
 

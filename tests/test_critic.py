@@ -207,7 +207,7 @@ def test_loads_a_file_without_heldout_errors(tmp_path):
 def write_record(path, archs, rewards):
     record = SearchRecord(path)
     for arch, reward in zip(archs, rewards, strict=True):
-        record.append(arch, Evaluation(accuracy=reward, cost=1.0), reward, "evaluated")
+        record.append(arch, Evaluation(accuracy=reward, cost=1.0), reward, "activated")
     return path
 
 

@@ -31,7 +31,9 @@ ENVS = [
     ("FNAS-ANB-v0", {"device": "a100", "constraint": "hard"}),
 ]
 ENV_IDS = [f"{i}-{'-'.join(map(str, k.values())) or 'default'}" for i, k in ENVS]
-FINAL_KEYS = {"arch", "accuracy", "latency", "reward", "evaluated", "cost", "failed"}
+FINAL_KEYS = {
+    "arch", "accuracy", "latency", "reward", "activated", "trusted", "cached", "cost", "failed"
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -86,7 +88,7 @@ def test_final_info_and_episode_length(benchmark_dir, env_id, kwargs):
     _, reward, terminated, truncated, info = trace[-1]
     assert terminated is True and truncated is False and isinstance(reward, float)
     assert FINAL_KEYS <= set(info)
-    assert info["reward"] == reward and info["failed"] is False and info["evaluated"] is True
+    assert info["reward"] == reward and info["failed"] is False and info["activated"] is True
     assert 0 < info["accuracy"] <= 100
     arch = base.search_space.from_string(info["arch"])
     assert base.search_space.to_string(arch) == info["arch"]
@@ -260,14 +262,15 @@ def test_finish_records_a_surrogate_entry(benchmark_dir, tmp_path):
         env.step(token)
     arch = base.pending_architecture(2)
     assert base.search_space.to_string(arch) == "12012012"
-    predicted = Evaluation(accuracy=93.0, evaluated=False, cost=0.0)
+    predicted = Evaluation(accuracy=93.0, trusted=True, cost=0.0)
     obs, reward, terminated, truncated, info = base.finish(2, predicted, reward=42.0)
     assert (reward, terminated, truncated) == (42.0, True, False)
-    assert info["evaluated"] is False and info["arch"] == "12012012" and info["reward"] == 42.0
+    assert info["trusted"] is True and info["activated"] is False
+    assert info["arch"] == "12012012" and info["reward"] == 42.0
     c = base.record.counters
-    assert (c.surrogate, c.activated, c.sampled) == (1, 0, 1)
+    assert (c.trusted, c.activated, c.sampled) == (1, 0, 1)
     entry = base.record.entries[-1]
-    assert (entry.kind, entry.reward, entry.arch) == ("surrogate", 42.0, "12012012")
+    assert (entry.kind, entry.reward, entry.arch) == ("trusted", 42.0, "12012012")
     with pytest.raises(RuntimeError, match="call reset"):
         base.finish(2, predicted)
     env.reset()
@@ -392,14 +395,15 @@ def test_repeat_is_served_from_the_record(tmp_path):
     for _ in range(2):
         _, again, terminated, _, info = _one_shot(env, arch)
         assert terminated and again == first == info["reward"]
-        assert info["cached"] is True and info["evaluated"] is True and info["cost"] == 0.0
+        assert info["cached"] is True and info["cost"] == 0.0
+        assert info["trusted"] is False and info["activated"] is False
         assert info["test_accuracy"] == 40.0 and info["latency"] == 2.0 and info["accuracy"] == 59.0
     reward, info = env.score(arch, env.evaluate(arch))  # the baselines' path
     assert reward == first and info["cached"] is True
     assert evaluator.calls[arch.choices] == 1
     c = env.record.counters
     assert (c.sampled, c.activated, c.cached, c.cost) == (4, 1, 3, 5.0)
-    assert [e.kind for e in env.record.entries] == ["evaluated"] + ["cached"] * 3
+    assert [e.kind for e in env.record.entries] == ["activated"] + ["cached"] * 3
     assert {e.reward for e in env.record.entries} == {first}
 
 
@@ -410,7 +414,8 @@ def test_sequential_repeat_is_cached_and_checker_step_is_otherwise_deterministic
     *_, (obs_b, r_b, *_, info_b) = _episode(env, actions, seed=5)
     assert np.array_equal(obs_a, obs_b) and r_a == r_b
     assert (info_a["cached"], info_b["cached"], info_b["cost"]) == (False, True, 0.0)
-    same = {k for k in info_a if k not in ("cached", "cost", "evaluation")}
+    assert (info_a["activated"], info_b["activated"]) == (True, False)
+    same = {k for k in info_a if k not in ("cached", "activated", "cost", "evaluation")}
     assert all(info_a[k] == info_b[k] for k in same)
     assert env.unwrapped.record.counters.activated == 1
 
@@ -462,7 +467,7 @@ def test_failed_evaluations_are_evaluated_again(first):
         rewards = [_one_shot(env, arch)[1] for _ in range(3)]
     assert rewards == [-1.0, 64.0 + first, 64.0 + first]
     assert evaluator.calls[arch.choices] == 2
-    assert [e.kind for e in env.record.entries] == ["evaluated", "evaluated", "cached"]
+    assert [e.kind for e in env.record.entries] == ["activated", "activated", "cached"]
     c = env.record.counters
     assert (c.activated, c.failed, c.cached, c.sampled) == (2, 1, 1, 3)
 
@@ -472,9 +477,9 @@ def test_only_real_evaluations_are_served():
     env = NASEnv(evaluator, one_shot=True)
     arch = env.search_space.from_string("22222222")
     env.reset()
-    env.finish(np.asarray(arch.choices), Evaluation(99.0, evaluated=False), reward=99.0)
+    env.finish(np.asarray(arch.choices), Evaluation(99.0, trusted=True), reward=99.0)
     env.score(arch, Evaluation(98.0), kind="replayed")
     assert not env.is_cached(arch)
     _, reward, *_, info = _one_shot(env, arch)
     assert info["cached"] is False and reward == 66.0 and evaluator.calls[arch.choices] == 1
-    assert [e.kind for e in env.record.entries] == ["surrogate", "replayed", "evaluated"]
+    assert [e.kind for e in env.record.entries] == ["trusted", "replayed", "activated"]

@@ -62,7 +62,7 @@ def test_search_reports_the_best_architecture_of_its_record(algo, runs, benchmar
 
     record_path = logdir / "record.jsonl"
     entries = [json.loads(line) for line in record_path.read_text().splitlines()]
-    evaluated = [e for e in entries if e["kind"] == "evaluated"]
+    evaluated = [e for e in entries if e["kind"] == "activated"]
     cached = [e for e in entries if e["kind"] == "cached"]
     assert len(evaluated) == BUDGET and len(evaluated) + len(cached) == len(entries)
     assert f"activated samples: {BUDGET}" in out

@@ -34,7 +34,7 @@ def test_main_job_on_two_ray_workers_resumes_with_the_same_target(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         outputs.append(proc.stdout)
     entries = [json.loads(line) for line in (run_dir / "record.jsonl").read_text().splitlines()]
-    assert sum(e["kind"] == "evaluated" for e in entries) >= 6
+    assert sum(e["kind"] == "activated" for e in entries) >= 6
     assert "with 2 worker(s)" in outputs[0]
     target = json.loads((run_dir / "search.json").read_text())["env_kwargs"]["target"]
     for out in outputs:

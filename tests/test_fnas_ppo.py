@@ -69,7 +69,7 @@ class CountingGate(gym.Wrapper):
             return self.env.step(action)
         self.completed += 1
         if self.trust_enabled and self.completed % self.evaluate_every != 0:
-            evaluation = Evaluation(accuracy=60.0, evaluated=False, cost=0.0)
+            evaluation = Evaluation(accuracy=60.0, trusted=True, cost=0.0)
             return base.finish(action, evaluation, reward=60.0)
         return self.env.step(action)
 
@@ -82,7 +82,7 @@ class AlwaysTrusted(gym.Wrapper):
         arch = base.pending_architecture(action)
         if arch is None:
             return self.env.step(action)
-        return base.finish(action, Evaluation(accuracy=60.0, evaluated=False), reward=60.0)
+        return base.finish(action, Evaluation(accuracy=60.0, trusted=True), reward=60.0)
 
 
 def nas_env(evaluator: Evaluator | None = None) -> NASEnv:
@@ -448,7 +448,7 @@ def test_real_nb201_env_counters_agree_with_the_record(benchmark_dir):
     record, ours = gate.unwrapped.counters, model.fnas_counters
     assert record.activated == ours.activated  # every evaluated episode is kept
     assert record.cached == ours.cached
-    assert record.surrogate == ours.trusted + ours.discarded_trusted
+    assert record.trusted == ours.trusted + ours.discarded_trusted
     assert record.replayed == ours.replayed > 0
 
 

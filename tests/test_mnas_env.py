@@ -55,7 +55,7 @@ def test_proxy_evaluator_with_pool_end_to_end(tmp_path, tiny_digits):
     )
     first, second = archs(2)
     a = ev.evaluate(first)
-    assert 0.0 <= a.accuracy <= 100.0 and a.evaluated and not a.failed
+    assert 0.0 <= a.accuracy <= 100.0 and not a.trusted and not a.failed
     assert a.latency > 0 and a.macs == pytest.approx(a.latency * 1e6) and a.params > 0
     assert a.cost > a.extras["train_seconds"] > 0
     assert a.extras["iterations"] == 2 and a.extras["diverged"] is False
@@ -134,7 +134,7 @@ def test_one_episode_records_an_entry(tmp_path):
     obs, reward, terminated, truncated, info = env.step(tokens[-1])
     assert terminated and not truncated and isinstance(reward, float)
     assert info["arch"] == get_space("mnas").to_string(arch)
-    assert 0.0 <= info["accuracy"] <= 100.0 and info["evaluated"] is True
+    assert 0.0 <= info["accuracy"] <= 100.0 and info["activated"] is True
     assert info["latency"] > 0 and info["cost"] > 0 and math.isfinite(reward)
     # soft constraint: reward = ACC x (LAT/T)^-0.07 with T = the base architecture's MACs
     target = base.evaluator.cost_of(base_architecture())
@@ -288,12 +288,12 @@ def test_example_search_runs_and_reports(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
-    assert "2 trained (0 failed)" in out
+    assert "2 activated (0 failed)" in out
     best = out.split("best architecture: ")[1].splitlines()[0]
     get_space("mnas").from_string(best)  # a valid architecture string
     assert "reward" in out and f"knowledge pool: {run_dir / 'pool'}" in out
     entries = list(read_record(run_dir / "record.jsonl"))
-    assert sum(e.kind == "evaluated" for e in entries) == 2
+    assert sum(e.kind == "activated" for e in entries) == 2
     assert (run_dir / "critic.pt").is_file()  # UAC's V and U, for the next search
     assert any((run_dir / "tb").rglob("events.out.tfevents*"))
     assert len(KnowledgePool(run_dir / "pool")) > 0
@@ -314,6 +314,6 @@ def test_example_search_runs_and_reports(tmp_path):
 
     source = UncertaintyCritic.load(run_dir / "critic.pt")
     critic = UncertaintyCritic.load(second / "critic.pt")
-    trained = sum(e.kind == "evaluated" for e in read_record(second / "record.jsonl"))
+    trained = sum(e.kind == "activated" for e in read_record(second / "record.jsonl"))
     assert critic.num_samples == trained == 2  # the source's samples were forgotten
     assert critic.num_updates > source.num_updates  # its weights went on training

@@ -66,7 +66,7 @@ def run(venv, actions_list):
     for actions in actions_list:
         obs, rewards, dones, infos = venv.step(actions)
         keep = [
-            {k: info[k] for k in ("arch", "reward", "evaluated") if k in info} for info in infos
+            {k: info[k] for k in ("arch", "reward", "activated") if k in info} for info in infos
         ]
         terminal = [info.get("terminal_observation") for info in infos]
         out.append((obs, rewards, dones, keep, terminal))
@@ -126,7 +126,7 @@ def test_shared_critic_and_one_record_see_every_worker(tmp_path):
         for _ in range(12):
             gate.step(np.stack([SPACE.sample(rng).choices for _ in range(2)]))
         counters = record.counters
-        assert counters.sampled == 24 and counters.surrogate > 0
+        assert counters.sampled == 24 and counters.trusted > 0
         assert critic.num_samples == counters.activated  # both workers' evaluations
         worker_calls = [e.calls for e in base.get_attr("evaluator")]
         assert sum(worker_calls) == counters.activated and min(worker_calls) > 0
@@ -273,7 +273,7 @@ def test_killed_driver_loses_no_completed_evaluation_and_resumes(tmp_path, bench
 
     env = DummyVecEnv([lambda: NASEnv(Objective(), one_shot=True)])
     resumed = VecSearchRecord(env, path)
-    evaluated = [e for e in entries if e.kind == "evaluated"]
+    evaluated = [e for e in entries if e.kind == "activated"]
     assert resumed.counters.activated == len(evaluated)
     assert all(resumed.is_cached(e.architecture) for e in evaluated)
 

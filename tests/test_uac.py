@@ -185,10 +185,10 @@ def test_ensemble_uncertainty_is_the_members_spread_and_grows_off_the_data():
 def write_record(path, archs, rewards):
     record = SearchRecord(path)
     for arch, r in zip(archs, rewards):
-        record.append(arch, Evaluation(accuracy=r, cost=1.0), r, "evaluated")
+        record.append(arch, Evaluation(accuracy=r, cost=1.0), r, "activated")
     # neither surrogate rewards nor failed evaluations are training data
-    record.append(archs[0], Evaluation(accuracy=10.0, evaluated=False), 10.0, "surrogate")
-    record.append(archs[1], Evaluation(accuracy=0.0, failed=True), 0.0, "evaluated")
+    record.append(archs[0], Evaluation(accuracy=10.0, trusted=True), 10.0, "trusted")
+    record.append(archs[1], Evaluation(accuracy=0.0, failed=True), 0.0, "activated")
     record.append(archs[2], None, 99.0, "replayed")
     return record
 
@@ -212,7 +212,7 @@ def test_fit_record_refuses_another_space(tmp_path):
     nb = get_space("nb201")
     arch = nb.sample(np.random.default_rng(0))
     record = SearchRecord(tmp_path / "nb.jsonl")
-    record.append(arch, Evaluation(accuracy=80.0), 80.0, "evaluated")
+    record.append(arch, Evaluation(accuracy=80.0), 80.0, "activated")
     with pytest.raises(ValueError, match="transfers within one search space"):
         small_critic().fit_record(tmp_path / "nb.jsonl")
 
@@ -281,7 +281,7 @@ def test_fixed_threshold_trusts_low_u_and_evaluates_high_u(first_layer, uncertai
     )
     _, reward, terminated, _, info = final_step(gate, [first_layer] + [1] * 7)
     assert terminated
-    assert info["evaluated"] is evaluated
+    assert info["activated"] is evaluated and info["trusted"] is not evaluated
     assert info["uncertainty"] == uncertainty and info["predicted_reward"] == 50.0
     assert evaluator.calls == int(evaluated)
     assert reward == (objective(SPACE.from_choices([first_layer] + [1] * 7)) if evaluated else 50.0)
@@ -291,7 +291,7 @@ def stream_fraction(gate, steps: int, rng) -> float:
     trusted = []
     for _ in range(steps):
         _, _, _, _, info = final_step(gate, SPACE.sample(rng).choices)
-        trusted.append(not info["evaluated"])
+        trusted.append(info["trusted"])
     return float(np.mean(trusted[steps // 3 :]))
 
 
@@ -350,7 +350,7 @@ def test_warmup_never_trusts():
         one_shot_env(evaluator), critic, threshold=1.0, warmup=12, max_relative_error=None
     )
     rng = np.random.default_rng(0)
-    flags = [final_step(gate, SPACE.sample(rng).choices)[4]["evaluated"] for _ in range(20)]
+    flags = [not final_step(gate, SPACE.sample(rng).choices)[4]["trusted"] for _ in range(20)]
     assert flags == [True] * 12 + [False] * 8
     assert evaluator.calls == 12 == critic.num_samples
 
@@ -359,7 +359,7 @@ def test_pretrained_critic_skips_warmup():
     gate = UncertaintyGate(
         one_shot_env(), ScriptedCritic(num_samples=100), threshold=1.0, max_relative_error=None
     )
-    assert final_step(gate, [1] * 8)[4]["evaluated"] is False
+    assert final_step(gate, [1] * 8)[4]["trusted"] is True
 
 
 @pytest.mark.parametrize("exact, trusts", [(True, True), (False, False)])
@@ -378,7 +378,7 @@ def test_trust_follows_the_critics_measured_held_out_error(exact, trusts):
         verify_best=False,
     )
     rng = np.random.default_rng(0)
-    flags = [final_step(gate, SPACE.sample(rng).choices)[4]["evaluated"] for _ in range(12)]
+    flags = [not final_step(gate, SPACE.sample(rng).choices)[4]["trusted"] for _ in range(12)]
     assert flags[:6] == [True] * 6  # the quality is not measured before 6 samples
     assert flags[6:] == [not trusts] * 6
     error = gate.metrics()["relative_error"]
@@ -402,11 +402,11 @@ def test_a_repeat_is_served_from_the_record_not_trusted_nor_learnt_again():
     first = final_step(gate, arch)
     uncertainty["u"] = 0.0  # the critic would now trust it
     second = final_step(gate, arch)
-    assert first[4]["evaluated"] and second[4]["evaluated"] and second[4]["cached"]
+    assert first[4]["activated"] and not second[4]["trusted"] and second[4]["cached"]
     assert second[1] == first[1] == objective(SPACE.from_choices(arch))  # the real reward
     assert evaluator.calls == 1 and len(critic.updates) == 1
     m = gate.metrics()
-    assert (m["cached"], m["evaluated"], m["trusted"]) == (1.0, 1.0, 0.0)
+    assert (m["cached"], m["activated"], m["trusted"]) == (1.0, 1.0, 0.0)
     assert env.record.entries[-1].kind == "cached"
 
 
@@ -419,10 +419,10 @@ def test_trust_disabled_never_trusts():
     assert gate.trust_enabled is False
     rng = np.random.default_rng(0)
     for _ in range(15):
-        assert final_step(gate, SPACE.sample(rng).choices)[4]["evaluated"] is True
+        assert final_step(gate, SPACE.sample(rng).choices)[4]["trusted"] is False
     assert evaluator.calls == 15
     gate.set_trust_enabled(True)
-    assert final_step(gate, [2] * 8)[4]["evaluated"] is False
+    assert final_step(gate, [2] * 8)[4]["trusted"] is True
     assert evaluator.calls == 15
 
 
@@ -433,11 +433,12 @@ def test_trusted_step_calls_no_evaluation_and_records_a_surrogate_entry():
     _, reward, terminated, truncated, info = final_step(gate, [2, 1, 0, 0, 1, 2, 2, 1])
     assert evaluator.calls == 0
     assert (reward, terminated, truncated) == (50.0, True, False)
-    assert info["evaluated"] is False and info["cost"] == 0.0 and info["reward"] == 50.0
+    assert info["trusted"] is True and info["activated"] is False
+    assert info["cost"] == 0.0 and info["reward"] == 50.0
     entry = env.record.entries[-1]
-    assert entry.kind == "surrogate" and entry.reward == 50.0 and entry.arch == "21001221"
+    assert entry.kind == "trusted" and entry.reward == 50.0 and entry.arch == "21001221"
     assert entry.extras["uncertainty"] == 0.0
-    assert (env.counters.surrogate, env.counters.activated) == (1, 0)
+    assert (env.counters.trusted, env.counters.activated) == (1, 0)
 
 
 def test_evaluated_step_trains_the_critic_on_the_real_reward():
@@ -453,7 +454,7 @@ def test_evaluated_step_trains_the_critic_on_the_real_reward():
     )
     arch = SPACE.from_choices([2, 2, 2, 2, 1, 1, 0, 0])
     info = final_step(gate, arch.choices)[4]
-    assert info["evaluated"] is True and evaluator.calls == 1
+    assert info["activated"] is True and info["trusted"] is False and evaluator.calls == 1
     ((x, rewards),) = critic.updates
     np.testing.assert_array_equal(x[0], SPACE.one_hot(arch))
     assert rewards == [objective(arch)]
@@ -509,12 +510,12 @@ def test_verify_best_evaluates_would_be_incumbents(verify_best):
         verify_best=verify_best,
         max_relative_error=None,
     )
-    assert final_step(gate, incumbent)[4]["evaluated"]  # warm-up
+    assert final_step(gate, incumbent)[4]["activated"]  # warm-up
     assert gate.best_reward == best
-    assert not final_step(gate, worse)[4]["evaluated"]
+    assert final_step(gate, worse)[4]["trusted"]
     repeat = final_step(gate, incumbent)[4]  # known: served its recorded result
     assert repeat["cached"] and repeat["reward"] == best
-    assert final_step(gate, better)[4]["evaluated"] is verify_best
+    assert final_step(gate, better)[4]["activated"] is verify_best
     assert gate.metrics()["verified"] == float(verify_best)
     assert evaluator.calls == 1 + int(verify_best)
     if verify_best:  # now known: a repeat is served from the record
@@ -533,7 +534,7 @@ def test_metrics_keys_and_values():
     assert set(metrics) == {
         "trusted_fraction",
         "trusted",
-        "evaluated",
+        "activated",
         "verified",
         "cached",
         "relative_error",
@@ -546,8 +547,8 @@ def test_metrics_keys_and_values():
         "critic_updates",
         "critic_samples",
     }
-    assert metrics["trusted"] + metrics["evaluated"] + metrics["cached"] == 60
-    assert len(gate.critic.updates) == metrics["evaluated"] == metrics["critic_samples"]
+    assert metrics["trusted"] + metrics["activated"] + metrics["cached"] == 60
+    assert len(gate.critic.updates) == metrics["activated"] == metrics["critic_samples"]
     assert 0.0 < metrics["threshold"] < 1.0
     assert math.isnan(metrics["v_spearman"])  # V is constant: no rank correlation
     assert all(isinstance(v, float) for v in metrics.values())
@@ -570,7 +571,7 @@ def test_learnt_critic_ranks_and_gate_trusts_where_it_is_accurate():
     for _ in range(100):
         arch = SPACE.sample(rng)
         _, reward, _, _, info = final_step(gate, arch.choices)
-        if not info["evaluated"]:
+        if info["trusted"]:
             trusted_error.append(abs(reward - objective(arch)))
     assert 0.2 < gate.metrics()["trusted_fraction"] < 0.45  # 40 warm-up samples, then ~half
     cached = gate.metrics()["cached"]  # repeats of the random stream: served, not learnt
@@ -613,7 +614,7 @@ def test_wrappers_under_the_gate_see_every_step_and_non_nas_envs_are_refused():
         _, reward, *_, info = gate.step(gate.action_space.sample())
         gate.reset()
         rewards.append(reward)
-        evaluated.append(info["evaluated"])
+        evaluated.append(not info["trusted"])
     assert not all(evaluated) and any(evaluated)  # some trusted (V = 50), some evaluated
     assert monitor.get_episode_rewards() == pytest.approx(rewards)
     assert all(r == 50.0 for r, e in zip(rewards, evaluated) if not e)
@@ -634,11 +635,11 @@ def test_gate_on_gym_make_env_with_real_benchmark(benchmark_dir):
         for t in range(SPACE.num_decisions):
             obs, reward, terminated, truncated, info = gate.step(int(rng.integers(3)))
             assert terminated == (t == SPACE.num_decisions - 1) and not truncated
-        kinds.append(info["evaluated"])
+        kinds.append(not info["trusted"])
         assert 0.0 < reward < 100.0 and gate.observation_space.contains(obs)
     counters = env.unwrapped.record.counters
     assert kinds[:3] == [True] * 3 and not all(kinds)
-    assert (counters.activated, counters.surrogate) == (kinds.count(True), kinds.count(False))
+    assert (counters.activated, counters.trusted) == (kinds.count(True), kinds.count(False))
 
 
 def test_works_with_sb3_algorithms_and_a_shared_critic():
@@ -667,7 +668,7 @@ def test_works_with_sb3_algorithms_and_a_shared_critic():
         model = algo("MlpPolicy", venv, n_steps=16, seed=0, device="cpu", **extra)
         model.learn(total_timesteps=64)
     activated = sum(g.unwrapped.record.counters.activated for g in gates)
-    surrogate = sum(g.unwrapped.record.counters.surrogate for g in gates)
+    surrogate = sum(g.unwrapped.record.counters.trusted for g in gates)
     cached = sum(g.unwrapped.record.counters.cached for g in gates)
     assert activated + surrogate + cached == 128 // SPACE.num_decisions
     assert critic.num_samples == activated  # one critic learnt from both envs

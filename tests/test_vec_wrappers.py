@@ -82,7 +82,7 @@ def test_one_record_serves_repeats_across_envs_and_resumes(tmp_path):
     counters = venv.counters
     assert (counters.activated, counters.cached, counters.sampled) == (4, 2, 6)
     entries = list(read_record(path))
-    assert [e.kind for e in entries] == ["evaluated"] * 2 + ["cached"] * 2 + ["evaluated"] * 2
+    assert [e.kind for e in entries] == ["activated"] * 2 + ["cached"] * 2 + ["activated"] * 2
     assert all(e.seed == 3 for e in entries) and entries[2].cost == 0.0
 
     resumed = VecSearchRecord(DummyVecEnv([env_fn()]), path)
@@ -145,19 +145,19 @@ def test_gate_decides_in_the_driver_and_learns_from_every_worker(vec_cls, tmp_pa
         assert dones.all()
         for arch, reward, info in zip(archs, rewards, infos):
             trusted = arch.choices[0] == 0 and not info["cached"]
-            assert info["evaluated"] is not trusted
+            assert info["trusted"] is trusted
             assert reward == (objective(arch) + 1.0 if trusted else objective(arch))
             assert info["predicted_reward"] == objective(arch) + 1.0
     counters = gate.venv.counters
-    assert counters.activated == len(critic.seen) == gate.metrics()["evaluated"] > 0
-    assert counters.surrogate == gate.metrics()["trusted"] > 0
+    assert counters.activated == len(critic.seen) == gate.metrics()["activated"] > 0
+    assert counters.trusted == gate.metrics()["trusted"] > 0
     worker_calls = sum(e.calls for e in base.get_attr("evaluator"))
     assert worker_calls == counters.activated  # trusted and cached: no worker evaluated them
     entries = list(read_record(tmp_path / "r.jsonl"))
-    assert all(e.cost == 0.0 for e in entries if e.kind == "surrogate")
+    assert all(e.cost == 0.0 for e in entries if e.kind == "trusted")
     gate.set_trust_enabled(False)
     _, _, _, infos = gate.step(one_shot_actions([SPACE.from_choices([0, 1, 2, 0, 1, 2, 0, 2])] * 3))
-    assert all(info["evaluated"] for info in infos)
+    assert not any(info["trusted"] for info in infos)
     base.close()
 
 
@@ -188,5 +188,5 @@ def test_fnas_controller_on_a_vec_gate_keeps_the_batch_rule_and_one_record(tmp_p
     assert record.counters.activated >= 40 and record.counters.replayed == counters.replayed
     assert critic.num_samples == record.counters.activated - record.counters.failed
     kinds = {e.kind for e in read_record(tmp_path / "r.jsonl")}
-    assert kinds >= {"evaluated", "surrogate", "replayed"}
+    assert kinds >= {"activated", "trusted", "replayed"}
     assert math.isfinite(gate.metrics()["v_mae"])

@@ -480,11 +480,11 @@ class UncertaintyCritic:
         include_failed: bool = False,
         folds: int = 5,
     ) -> int:
-        """Learn from the really evaluated entries of a search record.
+        """Learn from the activated (really evaluated) entries of a search record.
 
         ``source`` is a record file (read with :func:`fnas_env.record.read_record`)
         or an iterable of :class:`~fnas_env.record.RecordEntry`. Only
-        ``kind == "evaluated"`` entries are used (surrogate rewards are the
+        ``kind == "activated"`` entries are used (trusted rewards are the
         critic's own, replays carry no new reward); failed evaluations are left
         out unless ``include_failed``. ``steps`` minibatch steps (default
         ``steps_per_sample`` per entry, at most 5,000). Returns the number of
@@ -506,7 +506,7 @@ class UncertaintyCritic:
         entries = read_record(source) if isinstance(source, str | os.PathLike) else source
         xs, rs = [], []
         for entry in entries:
-            if entry.kind != "evaluated" or (entry.failed and not include_failed):
+            if entry.kind != "activated" or (entry.failed and not include_failed):
                 continue
             space = get_space(entry.space)
             if space.embedding_dim != self.embedding_dim:

@@ -64,7 +64,7 @@ class VecSearchRecord(VecArchitectureWrapper):
 
     @property
     def counters(self) -> SearchCounters:
-        """The search's counters (activated, cached, surrogate, replayed, best reward, ...)."""
+        """The search's counters (activated, cached, trusted, replayed, best reward, ...)."""
         return self.record.counters
 
     def is_cached(self, arch: Architecture) -> bool:
@@ -74,7 +74,7 @@ class VecSearchRecord(VecArchitectureWrapper):
     def record_replay(self, arch: Architecture, reward: float) -> None:
         """Append a ``"replayed"`` entry (an AEB replay: no evaluation, no cost)."""
         self.record.append(
-            arch, Evaluation(accuracy=math.nan, cost=0.0, evaluated=False), reward, "replayed"
+            arch, Evaluation(accuracy=math.nan, cost=0.0), reward, "replayed"
         )
 
     # ---- the completed architectures ---------------------------------------------
@@ -93,5 +93,5 @@ class VecSearchRecord(VecArchitectureWrapper):
         kind = record_kind(evaluation)
         reward = float(info.get("reward", reward))
         self.record.append(arch, evaluation, reward, kind, wall_time=evaluation.cost or 0.0)
-        if kind == "evaluated" and not evaluation.failed:
+        if kind == "activated" and not evaluation.failed:
             self._results[arch] = evaluation.replace(cached=False)

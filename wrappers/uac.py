@@ -48,7 +48,7 @@ class Decision:
     def evaluation(self) -> Evaluation:
         """The predicted evaluation a trusted architecture is scored with (no cost)."""
         extras = {"predicted_reward": self.v, "uncertainty": self.u, "threshold": self.threshold}
-        return Evaluation(accuracy=self.v, evaluated=False, cost=0.0, extras=extras)
+        return Evaluation(accuracy=self.v, trusted=True, cost=0.0, extras=extras)
 
 
 class TrustRule:
@@ -56,8 +56,8 @@ class TrustRule:
 
     For every completed architecture :meth:`decide` asks the critic for V
     (predicted reward) and U (predicted error of V); once the step is taken,
-    :meth:`observe` reads what happened from the step's ``info``: a really
-    evaluated architecture's reward trains the critic (``L_V = |V - R|``,
+    :meth:`observe` reads what happened from the step's ``info``: an activated
+    (really evaluated) architecture's reward trains the critic (``L_V = |V - R|``,
     ``L_U = |U - L_V|``; V's error on it is measured first), a trusted one is
     counted. Failed evaluations are not learnt from (a crash says little about
     the architecture). The rule holds no env: the wrappers
@@ -104,7 +104,7 @@ class TrustRule:
 
     With ``verify_best`` (default True) an architecture not evaluated before whose
     V exceeds the best reward really evaluated so far is always evaluated,
-    whatever its U (once there is an evaluated reward to compare with): the
+    whatever its U (once there is an activated reward to compare with): the
     critic may skip architectures, but it never crowns one. Without the rule a
     search can converge on an architecture the critic overrates, feed the
     controller V's optimistic reward for it and never measure it, so its answer
@@ -135,13 +135,13 @@ class TrustRule:
       ``"features"`` (``space.features``: on NAS-Bench-201 the one-hot plus the
       path encoding of BANANAS; elsewhere the one-hot). The critic's
       ``embedding_dim`` must match.
-    - ``update_steps``: critic minibatch steps per evaluated architecture
+    - ``update_steps``: critic minibatch steps per activated architecture
       (default ``None``: the critic's ``steps_per_sample``).
     - ``window``: U values the adaptive quantile looks back over (default 200).
     - ``metrics_window``: untrusted samples the correlation metrics use (default 200).
     - ``max_uncertainty``: never trust above this U, adaptive or not (default None).
     - ``trust_enabled``: initial value of :attr:`trust_enabled` (default True).
-    - ``verify_best``: evaluate every architecture whose V beats the best evaluated
+    - ``verify_best``: evaluate every architecture whose V beats the best activated
       reward so far (default True; see above).
     """
 
@@ -213,7 +213,7 @@ class TrustRule:
         self.quality_window = int(quality_window)
         self.best_reward = -math.inf  # best really evaluated (non-failed) reward
         self.num_verified = 0  # evaluated because V beat best_reward (U alone would trust)
-        self._evaluated: set[Architecture] = set()  # really evaluated (not failed)
+        self._activated: set[Architecture] = set()  # really evaluated (not failed)
         # the last `window` architectures and their U under the critic version `_u_version`
         self._recent_x: deque[np.ndarray] = deque(maxlen=int(window))
         self._recent_u: deque[float] = deque(maxlen=int(window))
@@ -223,7 +223,7 @@ class TrustRule:
         self._r: deque[float] = deque(maxlen=int(metrics_window))
         self._u: deque[float] = deque(maxlen=int(metrics_window))
         self.num_trusted = 0
-        self.num_evaluated = 0
+        self.num_activated = 0
         self.num_cached = 0
         self._error_sum = 0.0
         self._error_count = 0
@@ -284,7 +284,7 @@ class TrustRule:
         limit = self.current_threshold()
         trust = self.trust_enabled and math.isfinite(v) and u <= limit and self.critic_ready()
         if trust and self.verify_best and v > self.best_reward > -math.inf:
-            if arch not in self._evaluated:
+            if arch not in self._activated:
                 trust = False
                 self.num_verified += 1
         return Decision(arch, embedding, v, u, limit, trust, False)
@@ -300,15 +300,15 @@ class TrustRule:
         if info.get("cached", False):
             self.num_cached += 1
             return
-        if not info.get("evaluated", True):
+        if info.get("trusted", False):
             self.num_trusted += 1
             return
-        self.num_evaluated += 1
+        self.num_activated += 1
         if info.get("failed", False):
             return
         reward = float(info.get("reward", reward))
         self.best_reward = max(self.best_reward, reward)
-        self._evaluated.add(decision.arch)
+        self._activated.add(decision.arch)
         # V's error on this sample was measured before the critic sees it
         self._v.append(decision.v)
         self._r.append(reward)
@@ -337,11 +337,12 @@ class TrustRule:
         """What the gate did and how good the critic is (NaN where undefined).
 
         - ``trusted_fraction``: trusted / completed architectures so far.
-        - ``trusted``, ``evaluated``, ``cached``: counts of completed architectures
-          (cached: repeats served from the record, in none of the other counts).
+        - ``trusted``, ``activated``, ``cached``: counts of completed architectures
+          (trusted: rewarded by the critic; activated: really evaluated; cached:
+          repeats served from the record, in none of the other counts).
         - ``relative_error``: V's recent held-out error / the recent rewards' spread
           (the quality check, see the class docstring).
-        - ``verified``: evaluated only because V beat the best evaluated reward
+        - ``verified``: activated only because V beat the best activated reward
           (``verify_best``; U alone would have trusted them).
         - ``v_mae``: V's mean absolute error on untrusted samples, each measured
           before the critic trained on it (all so far).
@@ -354,13 +355,13 @@ class TrustRule:
         - ``critic_updates``: the critic's minibatch steps; ``critic_samples``: its
           training-set size.
         """
-        total = self.num_trusted + self.num_evaluated
+        total = self.num_trusted + self.num_activated
         v, r, u = (np.asarray(d, dtype=np.float64) for d in (self._v, self._r, self._u))
         error = np.abs(v - r)
         return {
             "trusted_fraction": self.num_trusted / total if total else math.nan,
             "trusted": float(self.num_trusted),
-            "evaluated": float(self.num_evaluated),
+            "activated": float(self.num_activated),
             "verified": float(self.num_verified),
             "cached": float(self.num_cached),
             "relative_error": self.relative_error(),
@@ -382,10 +383,10 @@ class UncertaintyGate(gym.Wrapper):
 
     On the last token of an episode the gate asks its :class:`TrustRule` about the
     completed architecture. A trusted one is handed to the env, through the env's
-    ``provide`` hook, as an unevaluated :class:`~fnas_env.evaluators.base.Evaluation`
-    scored with V: the env records it as ``"surrogate"`` (``cost=0``) and trains
-    nothing. Any other architecture is really evaluated and the critic learns from
-    it. Intermediate tokens pass through unchanged. The hooks are reached with
+    ``provide`` hook, as a trusted :class:`~fnas_env.evaluators.base.Evaluation`
+    scored with V: the env records it as ``"trusted"`` (``cost=0``) and trains
+    nothing. Any other architecture is activated (really evaluated) and the critic
+    learns from it. Intermediate tokens pass through unchanged. The hooks are reached with
     ``get_wrapper_attr``, and the step itself goes through every wrapper below the
     gate, so any wrapper may sit in between.
 
@@ -398,7 +399,7 @@ class UncertaintyGate(gym.Wrapper):
 
     ## Rewards
 
-    The env's reward for evaluated architectures; V's prediction for trusted ones.
+    The env's reward for activated architectures; V's prediction for trusted ones.
 
     ## Arguments
 
@@ -409,7 +410,8 @@ class UncertaintyGate(gym.Wrapper):
       ``trusted_fraction``, ``warmup``, ``max_relative_error``, ``encoding``, ...).
 
     The last-step ``info`` adds ``uncertainty`` (U), ``predicted_reward`` (V)
-    and ``threshold``; ``evaluated`` is False for trusted architectures.
+    and ``threshold``; ``trusted`` is True (``activated`` False) for trusted
+    architectures.
 
     ## Example
 
@@ -488,7 +490,8 @@ class VecUncertaintyGate(VecArchitectureWrapper):
     - ``**settings``: any other :class:`TrustRule` argument.
 
     Each last-step ``info`` adds ``uncertainty``, ``predicted_reward`` and
-    ``threshold``; ``evaluated`` is False for trusted architectures.
+    ``threshold``; ``trusted`` is True (``activated`` False) for trusted
+    architectures.
 
     ## Example
 

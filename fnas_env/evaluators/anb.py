@@ -374,8 +374,9 @@ class AnbSurrogateEvaluator(Evaluator):
     Predicts ImageNet top-1 accuracy (%), the device's latency (ms, zcu102 and
     vck190) or throughput (images/s, a100, 3090, tpuv2, tpuv3), MACs and params
     (millions), and upstream's training time (s, as ``cost``: the proxy training
-    the benchmark's answer stands for). ``evaluated`` is True: the benchmark's
-    stand-in for a trained result counts as an activated sample.
+    the benchmark's answer stands for). Its evaluations are real results (not
+    ``trusted``): the benchmark's stand-in for a trained result counts as an
+    activated sample.
 
     Args:
         device: accelerator, one of ``ANB_DEVICES`` (default ``"zcu102"``).
@@ -441,7 +442,6 @@ class AnbSurrogateEvaluator(Evaluator):
                 macs=max(float(pred["macs"][i]), 0.0),
                 params=max(float(pred["params"][i]), 0.0),
                 cost=max(float(pred["train_time"][i]), 0.0),
-                evaluated=True,
                 extras={"device": self.device, "surrogate_seed": self.seed},
             )
             if len(self._cache) < 1_000_000:

@@ -21,10 +21,11 @@ class Evaluation:
     ``accuracy`` is in percent (0-100). ``latency`` in ms and ``throughput`` in
     images/s where known. ``cost`` is the seconds of training/measurement the
     evaluation stands for (a table's recorded training time, the real wall time
-    of proxy training; 0 for a surrogate). ``evaluated`` is True for a real
-    result (trained or looked up as trained), False for a predicted one.
-    ``failed`` marks an evaluation that could not produce a valid result
-    (diverged training, NaN); its accuracy is then 0. ``cached`` is True for a
+    of proxy training; 0 for a trusted prediction). ``trusted`` is True for a
+    critic's prediction the UAC gate trusted (nothing was trained or looked
+    up), False for a real result (trained or looked up as trained). ``failed``
+    marks an evaluation that could not produce a valid result (diverged
+    training, NaN); its accuracy is then 0. ``cached`` is True for a
     result served from the search's own record (an architecture this search
     already evaluated): no new evaluation was run and ``cost`` is 0.0.
     ``extras`` holds space-specific values (e.g. test accuracy) as plain
@@ -37,7 +38,7 @@ class Evaluation:
     macs: float | None = None
     params: float | None = None
     cost: float | None = None
-    evaluated: bool = True
+    trusted: bool = False
     failed: bool = False
     cached: bool = False
     extras: dict[str, Any] = field(default_factory=dict)

@@ -242,7 +242,6 @@ class ProxyEvaluator(Evaluator):
             macs=float(macs),
             params=float(sum(p.numel() for p in model.parameters())),
             cost=time.perf_counter() - start,
-            evaluated=True,
             failed=result.diverged,
             extras=extras,
         )
