@@ -78,7 +78,7 @@ def retrain(arch: str, classes: list[int] | None, epochs: int, seed: int) -> flo
     evaluator = ProxyEvaluator(
         "mnas",
         "digits",
-        train_config=TrainConfig(epochs=epochs, batch_size=128, lr=0.1, num_threads=1),
+        train_config=TrainConfig(epochs=epochs, batch_size=128, learning_rate=0.1, num_threads=1),
         latency_model=LatencyModel("macs"),
         pool=None,
         seed=seed,

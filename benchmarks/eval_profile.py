@@ -124,7 +124,7 @@ def instrument(stack: ExitStack, timer: PartTimer) -> None:
 
 
 def _env_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"seed": args.seed, "num_threads": args.threads}
+    kwargs: dict[str, Any] = {"seed": args.seed, "num_threads": args.num_threads}
     if args.cost_model is not None:
         kwargs["cost_model"] = args.cost_model
     if args.device is not None:
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--architectures", type=int, default=10, help="architectures to evaluate")
     p.add_argument("--seed", type=int, default=0, help="env seed and architecture sampling seed")
     p.add_argument("--jsonl", type=Path, default=None, help="one JSON line per architecture")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--num-threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--dataset", default=None, help="env dataset (default: the env's, digits)")
     p.add_argument("--cost-model", default=None, help="env cost_model (default: the env's)")
     p.add_argument("--device", default=None, help="env device (default: the env's)")
@@ -159,11 +159,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.target_spread:
         return target_spread(args.target_spread)
     if args.bn_check:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.num_threads)
         return bn_check(args)
     if args.architectures < 1:
         p.error("--architectures must be at least 1")
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.num_threads)
     load_before = os.getloadavg()
     kwargs = _env_kwargs(args)
 
@@ -224,7 +224,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print()
     print(f"env: {kwargs}; evaluator: {described}")
     print(f"env creation (data, target T): {setup_wall:.2f} s wall, {setup_cpu:.2f} s CPU")
-    print(f"load average before {load_before}, after {load_after}; torch threads {args.threads}")
+    print(
+        f"load average before {load_before}, after {load_after}; torch threads {args.num_threads}"
+    )
     print()
     print("| part | wall s | CPU s | share of CPU |\n| --- | --- | --- | --- |")
     for part in PARTS:
@@ -264,7 +266,7 @@ def bn_check(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()
     data = load_dataset(args.dataset or "digits", seed=args.seed)
     config = proxy_model_config(data)
-    proxy = TrainConfig(epochs=3, batch_size=128, lr=0.1, seed=args.seed, num_threads=1)
+    proxy = TrainConfig(epochs=3, batch_size=128, learning_rate=0.1, seed=args.seed, num_threads=1)
     long = dataclasses.replace(proxy, epochs=args.long_epochs, bn_recalibration=10**9)
     space, rng = get_space("mnas"), np.random.default_rng(args.seed)
     sizes = list(args.bn_sizes)

@@ -181,7 +181,7 @@ def run_method(
     seed: int = 0,
     logdir: str | os.PathLike | None = None,
     progress_bar: bool = False,
-    torch_threads: int | None = 1,
+    num_threads: int | None = 1,
 ) -> list[TracePoint]:
     """Run ``method`` on a fresh ``env_id`` env for ``budget`` activated samples.
 
@@ -194,7 +194,7 @@ def run_method(
         seed: seed of the method and the env (default 0).
         logdir: TensorBoard folder (default None).
         progress_bar: show a progress bar (default False).
-        torch_threads: torch intra-op threads while the method runs (default 1: a
+        num_threads: torch intra-op threads while the method runs (default 1: a
             100-unit LSTM is fastest on one thread; None leaves torch's setting).
 
     Returns:
@@ -208,7 +208,7 @@ def run_method(
     start_entries = len(base.record.entries)
     start = time.time()
     try:
-        with threads.torch_threads(torch_threads):
+        with threads.torch_threads(num_threads):
             METHODS[method](env, budget, seed=seed, logdir=logdir, progress_bar=progress_bar)
     finally:
         env.close()

@@ -55,8 +55,8 @@ def errors(predicted: list[float], measured: list[float]) -> dict[str, float]:
     }
 
 
-def _measure(arch, config, timing: dict[str, Any], threads: int) -> float:
-    return float(statistics.median(measure_times(arch, config, threads=threads, **timing)))
+def _measure(arch, config, timing: dict[str, Any], num_threads: int) -> float:
+    return float(statistics.median(measure_times(arch, config, num_threads=num_threads, **timing)))
 
 
 def run(
@@ -66,7 +66,7 @@ def run(
     calibration: int = 5,
     spread_archs: int = 3,
     spread_repeats: int = 5,
-    threads: int = 1,
+    num_threads: int = 1,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Run the comparison; returns the figures (see the module docstring)."""
@@ -85,7 +85,9 @@ def run(
         warmup=defaults.warmup, repeats=defaults.repeats, max_seconds=defaults.max_seconds
     )
 
-    table = LatencyTable(threads=threads, calibration_archs=calibration, network_timing=timing)
+    table = LatencyTable(
+        num_threads=num_threads, calibration_archs=calibration, network_timing=timing
+    )
     t0 = time.perf_counter()
     for arch in calib:
         table.predict(arch, config)
@@ -95,14 +97,14 @@ def run(
     t_measure = t_lut = 0.0
     for arch in evaluated:
         t0 = time.perf_counter()
-        measured.append(_measure(arch, config, timing, threads))
+        measured.append(_measure(arch, config, timing, num_threads))
         t_measure += time.perf_counter() - t0
         t0, before = time.perf_counter(), table.measurements
         raw.append(table.raw(arch, config))
         t_lut += time.perf_counter() - t0
         misses.append(table.measurements - before)
     for arch in evaluated:  # second, independent round: the noise ceiling
-        measured2.append(_measure(arch, config, timing, threads))
+        measured2.append(_measure(arch, config, timing, num_threads))
     scale = table.scale(config)
     calibrated = [scale * r for r in raw]
     macs_model = LatencyModel("macs")
@@ -110,7 +112,7 @@ def run(
 
     spread = []
     for arch in evaluated[:spread_archs]:
-        values = [_measure(arch, config, timing, threads) for _ in range(spread_repeats)]
+        values = [_measure(arch, config, timing, num_threads) for _ in range(spread_repeats)]
         mean = statistics.fmean(values)
         spread.append(
             {
@@ -126,7 +128,7 @@ def run(
         "space": space_name,
         "config": config_name,
         "config_fields": json.loads(config.key()),
-        "threads": threads,
+        "num_threads": num_threads,
         "archs": len(evaluated),
         "calibration_archs": calibration,
         "scale": scale,
@@ -151,7 +153,7 @@ def run(
 
 def _print(result: dict[str, Any]) -> None:
     print(
-        f"space={result['space']} config={result['config']} threads={result['threads']} "
+        f"space={result['space']} config={result['config']} num_threads={result['num_threads']} "
         f"archs={result['archs']} (median measured {result['measured_median_ms']:.2f} ms)"
     )
     print(f"{'':22s} {'MAE ms':>8s} {'MAPE':>7s} {'Spearman':>9s} {'Kendall':>8s}")
@@ -189,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", type=int, default=5, help="calibration architectures")
     parser.add_argument("--spread-archs", type=int, default=3)
     parser.add_argument("--spread-repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--num-threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="8 archs, 2x3 spread")
     parser.add_argument("--json", default=None, help="write the figures to this file")
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         args.calibration,
         args.spread_archs,
         args.spread_repeats,
-        args.threads,
+        args.num_threads,
         args.seed,
     )
     _print(result)

@@ -312,7 +312,7 @@ def run(
     max_samples: int | None = None,
     patience: int = 400,
     save_dir: str | None = None,
-    torch_threads: int = 1,
+    num_threads: int = 1,
 ) -> RunResult:
     """Run ``method`` on a fresh ``gym.make(env_id, **env_kwargs)`` env.
 
@@ -331,7 +331,7 @@ def run(
             without an activated one (the policy has converged on what it evaluated);
             ``RunResult.converged`` says so.
         save_dir: where a UAC method saves ``critic-{seed}.pt`` (default: nowhere).
-        torch_threads: torch threads while the method runs (one: tiny networks).
+        num_threads: torch threads while the method runs (one: tiny networks).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
@@ -344,7 +344,7 @@ def run(
     start = time.time()
     extra: dict[str, Any] = {}
     try:
-        with threads.torch_threads(torch_threads):
+        with threads.torch_threads(num_threads):
             if method == "evolution":
                 regularized_evolution(env, budget, seed=seed, max_samples=max_samples)
             elif method == "random":

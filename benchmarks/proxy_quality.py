@@ -102,7 +102,7 @@ class Settings:
     batch_size: int = 64
     width_mult: float = 0.25
     channels_last: bool = True
-    threads: int = 1
+    num_threads: int = 1
     seed: int = 0
     throughput_archs: int = 2
     lookup_combos: int = 432
@@ -415,7 +415,7 @@ def latency_repeatability(s: Settings, cfg: ProxyModelConfig, rng: np.random.Gen
     archs = [SPACE.sample(rng) for _ in range(s.latency_archs)]
     runs = []  # runs[r][a]: median ms of arch a in repeat r (fresh model, no cache)
     for _ in range(s.latency_repeats):
-        model = LatencyModel("measured", threads=1)
+        model = LatencyModel("measured", num_threads=1)
         runs.append([model.latency(a, cfg) for a in archs])
     values = np.asarray(runs)
     cv = values.std(axis=0, ddof=1) / values.mean(axis=0)
@@ -512,8 +512,11 @@ def summarise(paths: list[Path]) -> dict:
     per_file = {}
     for path in paths:
         results = json.loads(path.read_text())
+        saved = dict(results["settings"])
+        if "threads" in saved:  # results files that name the thread count "threads"
+            saved["num_threads"] = saved.pop("threads")
         s = Settings(**{k: tuple(v) if isinstance(v, list) else v
-                        for k, v in results["settings"].items()})  # fmt: skip
+                        for k, v in saved.items()})  # fmt: skip
         done = len(results["archs"])
         s.archs = done
         results["rank_quality"] = rank_quality(s, results)
@@ -560,7 +563,7 @@ def main(argv: list[str] | None = None) -> dict:
         if value is not None:
             setattr(s, name, tuple(value) if isinstance(value, list) else value)
 
-    torch.set_num_threads(s.threads)
+    torch.set_num_threads(s.num_threads)
     start = time.perf_counter()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fnas_proxy_quality_"))
     for sub in ("pool_same", "pool_cross", "lookup_pool"):

@@ -159,11 +159,11 @@ def main() -> None:
     )
     parser.add_argument("--steps-per-sample", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--learning-rate", "--lr", type=float, default=None)
     parser.add_argument("--u-every", type=int, default=None)
     args = parser.parse_args()
     kwargs: dict[str, Any] = {"ensemble": args.ensemble}
-    for key in ("steps_per_sample", "batch_size", "lr", "u_every"):
+    for key in ("steps_per_sample", "batch_size", "learning_rate", "u_every"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
     print(f"critic settings (others default): {kwargs}\n")

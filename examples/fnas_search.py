@@ -98,7 +98,9 @@ def parse_args() -> argparse.Namespace:
     proxy.add_argument("--download", action="store_true", help="let torchvision download data")
     proxy.add_argument("--epochs", type=int, default=3, help="proxy-training epochs")
     proxy.add_argument("--batch-size", type=int, default=128, help="proxy-training batch size")
-    proxy.add_argument("--lr", type=float, default=0.1, help="peak learning rate (SGD)")
+    proxy.add_argument(
+        "--learning-rate", "--lr", type=float, default=0.1, help="peak learning rate (SGD)"
+    )
     proxy.add_argument("--width", type=float, default=0.5, help="channel multiplier")
     proxy.add_argument("--resolution", type=int, default=None, help="input size (default native)")
     proxy.add_argument("--max-train", type=int, default=None, help="cap on training images")
@@ -137,7 +139,7 @@ def main() -> None:
         constraint=args.constraint,
         epochs=args.epochs,
         batch_size=args.batch_size,
-        lr=args.lr,
+        learning_rate=args.learning_rate,
         width=args.width,
         resolution=args.resolution,
         max_train=args.max_train,

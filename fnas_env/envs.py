@@ -91,7 +91,7 @@ def make_mnas_env(
     constraint: str = "soft",
     epochs: int = 3,
     batch_size: int = 128,
-    lr: float = 0.1,
+    learning_rate: float = 0.1,
     resolution: int | None = None,
     width: float = 0.5,
     cost_model: str = "lut",
@@ -116,7 +116,7 @@ def make_mnas_env(
     Each architecture is initialised from the Architecture Knowledge Pool, trained
     for ``epochs`` on ``dataset`` (default: scikit-learn's bundled 8x8 digits,
     offline) and scored with MnasNet's reward against ``target``. The defaults
-    (3 epochs of batch 128 at lr 0.1, SGD Nesterov with cosine decay, width 0.5,
+    (3 epochs of batch 128 at learning rate 0.1, SGD Nesterov with cosine decay, width 0.5,
     8x8 inputs, one thread, BatchNorm statistics recalibrated on 512 training
     images before validation) train one candidate in 33 steps; see
     ``benchmarks/results/mnas_env.md`` for the measured seconds per architecture
@@ -135,7 +135,7 @@ def make_mnas_env(
         constraint: ``"soft"`` (default; alpha = beta = -0.07) or ``"hard"``.
         epochs: proxy-training epochs (default 3).
         batch_size: training batch size (default 128).
-        lr: peak learning rate of SGD with Nesterov momentum (default 0.1).
+        learning_rate: peak learning rate of SGD with Nesterov momentum (default 0.1).
         resolution: input side length (default None: the dataset's, 8 for digits).
         width: channel multiplier of the proxy networks (default 0.5).
         cost_model: ``"lut"`` (default: batch-1 CPU latency in ms predicted from a
@@ -194,7 +194,7 @@ def make_mnas_env(
     train = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
-        lr=lr,
+        learning_rate=learning_rate,
         seed=seed,
         num_threads=num_threads,
         bn_recalibration=512,  # as good a ranking as 2048 images, a third of the time

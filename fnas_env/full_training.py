@@ -140,6 +140,11 @@ class TrainOutcome:
 
 
 def _spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    train = old.get("train_config")
+    if isinstance(train, dict) and "lr" in train:  # train.json files that say "lr"
+        train = dict(train)
+        train["learning_rate"] = train.pop("lr")
+        old = {**old, "train_config": train}
     keys = sorted(set(old) | set(new))
     return [
         f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)
@@ -244,7 +249,8 @@ def train_architecture(
     model = model.to("cpu", memory_format=torch.contiguous_format)
     if result.diverged:
         raise ValueError(
-            f"training diverged (non-finite loss at step {result.iterations}); try a lower --lr"
+            f"training diverged (non-finite loss at step {result.iterations}); "
+            "try a lower --learning-rate"
         )
     test_accuracy = None
     if test_split is not None:

@@ -31,11 +31,11 @@ and one object per section, each mapping a key to a value:
 
 - ``measured``, ``predicted``, ``macs``: the cost of one architecture under the
   ``measured``, ``lut`` and ``macs`` cost models; key
-  ``"<space>:<architecture string>@<config id>[@t<threads>]"``;
+  ``"<space>:<architecture string>@<config id>[@t<num_threads>]"``;
 - ``lut``: one part's latency (ms); key ``"<sha1 of part repr and input
-  shape>@t<threads>"``;
+  shape>@t<num_threads>"``;
 - ``calibration``: ``[architecture, measured ms, part sum ms]`` triples; key
-  ``"<space>:<config id>@t<threads>"``;
+  ``"<space>:<config id>@t<num_threads>"``;
 - ``configs``: the :class:`ProxyModelConfig` fields behind each config id.
 
 A search's cache file (``LatencyModel(cache_path=...)``, ``FNAS-MNAS-v0``'s
@@ -101,9 +101,9 @@ def default_table_path() -> Path:
     return Path(root).expanduser() / "latency_lut.json"
 
 
-def _check_timing_args(threads: int, warmup: int, repeats: int, max_seconds: float) -> None:
-    if not (isinstance(threads, int) and threads >= 1):
-        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+def _check_timing_args(num_threads: int, warmup: int, repeats: int, max_seconds: float) -> None:
+    if not (isinstance(num_threads, int) and num_threads >= 1):
+        raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")
     if repeats < 1:
@@ -116,7 +116,7 @@ def time_module(
     module: nn.Module,
     x: torch.Tensor,
     *,
-    threads: int = 1,
+    num_threads: int = 1,
     warmup: int = 3,
     repeats: int = 15,
     min_repeats: int = 5,
@@ -124,7 +124,7 @@ def time_module(
 ) -> list[float]:
     """Times in ms of ``repeats`` forward passes of ``module`` on ``x``, after ``warmup``.
 
-    Runs in eval mode under ``torch.inference_mode()`` with ``threads`` intra-op
+    Runs in eval mode under ``torch.inference_mode()`` with ``num_threads`` intra-op
     threads and the garbage collector paused; the previous thread count, module
     mode and collector state are restored. Stops early, after at least
     ``min_repeats`` timed runs, once ``max_seconds`` have passed since the first
@@ -133,17 +133,17 @@ def time_module(
     Args:
         module: the module to time.
         x: its input (batch 1 for latency).
-        threads: ``torch.set_num_threads`` value while timing. Default 1.
+        num_threads: ``torch.set_num_threads`` value while timing. Default 1.
         warmup: untimed runs first (allocator, oneDNN kernel selection). Default 3.
         repeats: timed runs at most. Default 15.
         min_repeats: timed runs at least, whatever the time budget. Default 5.
         max_seconds: time budget for warm-up plus timed runs. Default 0.4.
     """
-    _check_timing_args(threads, warmup, repeats, max_seconds)
+    _check_timing_args(num_threads, warmup, repeats, max_seconds)
     was_training = module.training
     gc_enabled = gc.isenabled()
     times: list[float] = []
-    with torch_threads(threads):
+    with torch_threads(num_threads):
         try:
             module.eval()
             gc.disable()
@@ -170,7 +170,7 @@ def measure_times(
     arch: Architecture,
     config: ProxyModelConfig,
     *,
-    threads: int = 1,
+    num_threads: int = 1,
     warmup: int = 3,
     repeats: int = 15,
     max_seconds: float = 0.4,
@@ -184,7 +184,7 @@ def measure_times(
     model = build_model(arch, config)
     x = torch.randn(config.input_shape(1), generator=torch.Generator().manual_seed(seed))
     return time_module(
-        model, x, threads=threads, warmup=warmup, repeats=repeats, max_seconds=max_seconds
+        model, x, num_threads=num_threads, warmup=warmup, repeats=repeats, max_seconds=max_seconds
     )
 
 
@@ -359,9 +359,9 @@ def _config_id(config: ProxyModelConfig) -> str:
     return hashlib.sha1(config.key().encode()).hexdigest()[:12]
 
 
-def _arch_key(arch: Architecture, config: ProxyModelConfig, threads: int | None) -> str:
+def _arch_key(arch: Architecture, config: ProxyModelConfig, num_threads: int | None) -> str:
     key = f"{arch.space}:{get_space(arch.space).to_string(arch)}@{_config_id(config)}"
-    return key if threads is None else f"{key}@t{threads}"
+    return key if num_threads is None else f"{key}@t{num_threads}"
 
 
 class LatencyTable:
@@ -387,7 +387,7 @@ class LatencyTable:
     error with and without it.
 
     Args:
-        threads: torch intra-op threads while timing. Default 1.
+        num_threads: torch intra-op threads while timing. Default 1.
         warmup: untimed runs per part. Default 2.
         repeats: timed runs per part at most. Default 10.
         max_seconds: time budget per part. Default 0.1.
@@ -403,7 +403,7 @@ class LatencyTable:
 
     def __init__(
         self,
-        threads: int = 1,
+        num_threads: int = 1,
         warmup: int = 2,
         repeats: int = 10,
         max_seconds: float = 0.1,
@@ -411,10 +411,10 @@ class LatencyTable:
         network_timing: dict[str, Any] | None = None,
         cache: LatencyCache | None = None,
     ) -> None:
-        _check_timing_args(threads, warmup, repeats, max_seconds)
+        _check_timing_args(num_threads, warmup, repeats, max_seconds)
         if calibration_archs < 0:
             raise ValueError(f"calibration_archs must be >= 0, got {calibration_archs}")
-        self.threads = threads
+        self.num_threads = num_threads
         self.warmup = warmup
         self.repeats = repeats
         self.max_seconds = max_seconds
@@ -431,7 +431,7 @@ class LatencyTable:
 
     def _part_key(self, part: nn.Module, shape: tuple[int, ...]) -> str:
         digest = hashlib.sha1(f"{part!r}|{shape}".encode()).hexdigest()[:20]
-        return f"{digest}@t{self.threads}"
+        return f"{digest}@t{self.num_threads}"
 
     def part_latencies(
         self, arch: Architecture, config: ProxyModelConfig, model: nn.Module | None = None
@@ -488,7 +488,7 @@ class LatencyTable:
                 time_module(
                     fresh_parts[i],
                     x,
-                    threads=self.threads,
+                    num_threads=self.num_threads,
                     warmup=self.warmup,
                     repeats=self.repeats,
                     max_seconds=self.max_seconds,
@@ -506,7 +506,7 @@ class LatencyTable:
         return float(sum(self.part_latencies(arch, config, model)))
 
     def _calibration_key(self, space: str, config: ProxyModelConfig) -> str:
-        return f"{space}:{_config_id(config)}@t{self.threads}"
+        return f"{space}:{_config_id(config)}@t{self.num_threads}"
 
     def _space(self, config: ProxyModelConfig, space: str | None) -> str:
         """``space``, or the one space this table has predicted for at ``config``."""
@@ -578,7 +578,9 @@ class LatencyTable:
             for arch in todo:
                 measured = float(
                     statistics.median(
-                        measure_times(arch, config, threads=self.threads, **self.network_timing)
+                        measure_times(
+                            arch, config, num_threads=self.num_threads, **self.network_timing
+                        )
                     )
                 )
                 self.calibrations += 1
@@ -593,7 +595,7 @@ class LatencyTable:
         ``model``: optionally ``arch``'s network under ``config`` (see
         :meth:`part_latencies`), which saves building one.
         """
-        key = _arch_key(arch, config, self.threads)
+        key = _arch_key(arch, config, self.num_threads)
         if key not in self._predictions:
             self._spaces.setdefault(_config_id(config), set()).add(arch.space)
             scale = self.scale(config, arch.space)
@@ -616,7 +618,7 @@ class LatencyModel:
         cost_model: ``"measured"`` (default; time the whole network, ms),
             ``"lut"`` (calibrated sum of per-part timings from a
             :class:`LatencyTable`, ms) or ``"macs"`` (millions of multiply-accumulates).
-        threads: torch intra-op threads while timing (restored after). Default 1,
+        num_threads: torch intra-op threads while timing (restored after). Default 1,
             the most repeatable on a shared machine.
         warmup: untimed runs before timing a network. Default 3.
         repeats: timed runs at most; the median is the result. Default 15.
@@ -641,7 +643,7 @@ class LatencyModel:
     def __init__(
         self,
         cost_model: str = "measured",
-        threads: int = 1,
+        num_threads: int = 1,
         warmup: int = 3,
         repeats: int = 15,
         max_seconds: float = 0.4,
@@ -650,9 +652,9 @@ class LatencyModel:
     ) -> None:
         if cost_model not in COST_MODELS:
             raise ValueError(f"cost_model must be one of {COST_MODELS}, got {cost_model!r}")
-        _check_timing_args(threads, warmup, repeats, max_seconds)
+        _check_timing_args(num_threads, warmup, repeats, max_seconds)
         self.cost_model = cost_model
-        self.threads = threads
+        self.num_threads = num_threads
         self.warmup = warmup
         self.repeats = repeats
         self.max_seconds = max_seconds
@@ -664,7 +666,9 @@ class LatencyModel:
                 cache_path is not None and Path(table_path) == Path(cache_path)
             )
             table_cache = self.cache if same else LatencyCache(table_path)
-            self.table = LatencyTable(threads=threads, network_timing=timing, cache=table_cache)
+            self.table = LatencyTable(
+                num_threads=num_threads, network_timing=timing, cache=table_cache
+            )
         #: number of architecture costs computed so far (cache misses: timed, predicted
         #: or counted)
         self.measurements = 0
@@ -692,7 +696,7 @@ class LatencyModel:
         if not isinstance(config, ProxyModelConfig):
             raise TypeError(f"config must be a ProxyModelConfig, got {type(config).__name__}")
         section = _ARCH_SECTIONS[self.cost_model]
-        key = _arch_key(arch, config, None if self.cost_model == "macs" else self.threads)
+        key = _arch_key(arch, config, None if self.cost_model == "macs" else self.num_threads)
         value = self.cache.get(section, key)
         if value is None:
             value = self._measure(arch, config, model)
@@ -711,7 +715,7 @@ class LatencyModel:
         times = measure_times(
             arch,
             config,
-            threads=self.threads,
+            num_threads=self.num_threads,
             warmup=self.warmup,
             repeats=self.repeats,
             max_seconds=self.max_seconds,
@@ -721,7 +725,7 @@ class LatencyModel:
     def __repr__(self) -> str:
         table = self.table.cache.path if self.table is not None else None
         return (
-            f"LatencyModel(cost_model={self.cost_model!r}, threads={self.threads}, "
+            f"LatencyModel(cost_model={self.cost_model!r}, num_threads={self.num_threads}, "
             f"cache_path={str(self.cache.path) if self.cache.path else None!r}"
             + (f", table_path={str(table)!r})" if table is not None else ")")
         )

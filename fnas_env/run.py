@@ -78,6 +78,11 @@ class RunSettings:
         }
         if "env_id" not in known:
             raise ValueError("search settings have no 'env_id'")
+        kwargs = known.get("env_kwargs")
+        if isinstance(kwargs, dict) and "lr" in kwargs:  # settings that say "lr"
+            kwargs = dict(kwargs)
+            kwargs["learning_rate"] = kwargs.pop("lr")
+            known["env_kwargs"] = kwargs
         return cls(**known)
 
     def differences(self, other: RunSettings) -> list[str]:

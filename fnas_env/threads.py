@@ -9,8 +9,8 @@ __all__ = ["torch_threads"]
 
 
 @contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Set ``torch.set_num_threads(threads)`` inside the block, restore it after.
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Set ``torch.set_num_threads(num_threads)`` inside the block, restore it after.
 
     ``None`` (or the current number) leaves torch's setting alone. Small networks
     (proxy models, the controller's LSTM, the critic's MLPs) are fastest on one
@@ -19,10 +19,10 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     import torch
 
     before = torch.get_num_threads()
-    if threads is None or int(threads) == before:
+    if num_threads is None or int(num_threads) == before:
         yield
         return
-    torch.set_num_threads(int(threads))
+    torch.set_num_threads(int(num_threads))
     try:
         yield
     finally:

@@ -187,9 +187,12 @@ def test_bad_input_is_a_clear_error(run_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["train", str(run_dir), "--device", "cuda", *out]) == 2
     assert "needs CUDA" in error_line(capsys)
-    for flag, value in (("--epochs", "0"), ("--epochs", "-3"), ("--rank", "0"), ("--lr", "0")):
+    checks = (("--epochs", "0"), ("--epochs", "-3"), ("--rank", "0"), ("--learning-rate", "0"))
+    for flag, value in checks:
         assert main(["train", str(run_dir), flag, value, *out]) == 2
         assert flag in error_line(capsys)
+    assert main(["train", str(run_dir), "--lr", "0", *out]) == 2  # a second spelling
+    assert "--learning-rate" in error_line(capsys)
     assert main(["train", str(run_dir), "--rank", "9", *out]) == 2
     assert "--rank 9" in error_line(capsys)
     assert main(["train"]) == 2

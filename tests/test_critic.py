@@ -181,6 +181,18 @@ def test_save_load_keeps_heldout_errors_and_u_target(tmp_path, u_target):
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
+def test_loads_a_file_whose_config_says_lr(tmp_path):
+    """A critic file whose config names the learning rate "lr" loads as learning_rate."""
+    _, x, r = data(20)
+    critic = small_critic()
+    critic.update(x, r)
+    state = critic.state_dict()
+    state["config"]["lr"] = state["config"].pop("learning_rate")
+    torch.save(state, tmp_path / "lr.pt")
+    loaded = UncertaintyCritic.load(tmp_path / "lr.pt")
+    assert loaded.config == critic.config and loaded.num_samples == 20
+
+
 def test_loads_a_file_without_heldout_errors(tmp_path):
     """A critic file without held-out errors or u_target: NaN errors, U learns from new samples."""
     _, x, r = data(50)

@@ -26,7 +26,7 @@ from fnas_env.models import ProxyModelConfig, build_model, count_macs_params
 from fnas_env.spaces import get_space
 
 CONFIG = ProxyModelConfig(width_mult=0.25, resolution=8, num_classes=10, head_channels=64)
-FAST = dict(threads=1, warmup=1, repeats=5, max_seconds=0.1)
+FAST = dict(num_threads=1, warmup=1, repeats=5, max_seconds=0.1)
 
 
 @pytest.fixture(autouse=True)
@@ -49,17 +49,17 @@ def test_time_module_restores_state_and_returns_positive_times() -> None:
     module = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
     module.train()
     before = torch.get_num_threads()
-    times = time_module(module, torch.randn(1, 3, 8, 8), threads=1, warmup=1, repeats=4)
+    times = time_module(module, torch.randn(1, 3, 8, 8), num_threads=1, warmup=1, repeats=4)
     assert 1 <= len(times) <= 4
     assert all(isinstance(t, float) and t > 0 for t in times)
     assert module.training
     assert torch.get_num_threads() == before
-    with pytest.raises(ValueError, match="threads"):
-        time_module(module, torch.randn(1, 3, 8, 8), threads=0)
+    with pytest.raises(ValueError, match="num_threads"):
+        time_module(module, torch.randn(1, 3, 8, 8), num_threads=0)
 
 
 def test_measure_times_respects_repeats(archs) -> None:
-    times = measure_times(archs[0], CONFIG, threads=1, warmup=0, repeats=3, max_seconds=10.0)
+    times = measure_times(archs[0], CONFIG, num_threads=1, warmup=0, repeats=3, max_seconds=10.0)
     assert len(times) == 3 and min(times) > 0
 
 
@@ -95,7 +95,7 @@ def test_cache_file_survives_reload(archs, tmp_path, monkeypatch) -> None:
     assert [second.latency(a, CONFIG) for a in archs[:2]] == values
     assert second.measurements == 0
     # another thread count is another key
-    other = LatencyModel("measured", cache_path=path, **{**FAST, "threads": 2})
+    other = LatencyModel("measured", cache_path=path, **{**FAST, "num_threads": 2})
     monkeypatch.setattr(other, "_measure", lambda a, c, m=None: 7.0)
     assert other.latency(archs[0], CONFIG) == 7.0
 
@@ -239,10 +239,12 @@ def test_lut_prediction_tracks_measurement() -> None:
     space = get_space("macro")
     config = ProxyModelConfig(width_mult=0.5, resolution=16, num_classes=10)
     archs = [space.from_string(s) for s in ("00000000", "10000001", "11111111", "22222222")]
-    table = LatencyTable(calibration_archs=0, threads=1, warmup=1, repeats=5, max_seconds=0.1)
+    table = LatencyTable(calibration_archs=0, num_threads=1, warmup=1, repeats=5, max_seconds=0.1)
     predicted = [table.predict(a, config) for a in archs]
     measured = [
-        float(np.median(measure_times(a, config, threads=1, warmup=2, repeats=7, max_seconds=1)))
+        float(
+            np.median(measure_times(a, config, num_threads=1, warmup=2, repeats=7, max_seconds=1))
+        )
         for a in archs
     ]
     assert all(p > 0 for p in predicted) and all(m > 0 for m in measured)

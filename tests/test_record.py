@@ -83,6 +83,13 @@ def test_records_with_the_legacy_kinds_still_load(tmp_path):
     assert record.entries[1].to_evaluation().trusted
 
 
+def test_run_settings_read_lr_as_learning_rate():
+    from fnas_env.run import RunSettings
+
+    settings = RunSettings.from_dict({"env_id": "FNAS-MNAS-v0", "env_kwargs": {"lr": 0.2}})
+    assert settings.env_kwargs == {"learning_rate": 0.2}
+
+
 def test_append_rejects_unknown_kind(tmp_path):
     record = SearchRecord(tmp_path / "r.jsonl")
     with pytest.raises(ValueError, match="kind must be one of"):

@@ -41,9 +41,9 @@ class NaNModel(nn.Module):
 
 
 def test_training_learns_and_reports(digits):
-    result = ProxyTrainer(TrainConfig(epochs=3, batch_size=32, lr=0.1, num_threads=1)).train(
-        small_cnn(), digits
-    )
+    result = ProxyTrainer(
+        TrainConfig(epochs=3, batch_size=32, learning_rate=0.1, num_threads=1)
+    ).train(small_cnn(), digits)
     assert 0.0 <= result.accuracy <= 100.0
     assert result.accuracy > 50.0  # chance is 10%
     assert not result.diverged and math.isfinite(result.final_loss)
@@ -84,7 +84,9 @@ def test_nan_model_diverges_without_exception(digits):
 
 
 def test_adam_and_resolution_resize(digits):
-    cfg = TrainConfig(epochs=1, optimizer="adam", lr=3e-3, resolution=12, schedule="constant")
+    cfg = TrainConfig(
+        epochs=1, optimizer="adam", learning_rate=3e-3, resolution=12, schedule="constant"
+    )
     trainer = ProxyTrainer(cfg)
     result = trainer.train(small_cnn(), digits)
     assert 0.0 <= result.accuracy <= 100.0 and not result.diverged
@@ -98,7 +100,7 @@ def test_adam_and_resolution_resize(digits):
     [
         ({"optimizer": "rmsprop"}, "optimizer"),
         ({"epochs": 0}, "epochs"),
-        ({"lr": -1.0}, "lr"),
+        ({"learning_rate": -1.0}, "learning_rate"),
         ({"schedule": "step"}, "schedule"),
         ({"max_iterations": 0}, "max_iterations"),
         ({"init_lr_scale": 0.0}, "init_lr_scale"),
@@ -119,7 +121,7 @@ def _first_step_update(digits, scale: float, init_fn=None) -> torch.Tensor:
         epochs=1,
         max_iterations=1,
         batch_size=32,
-        lr=0.1,
+        learning_rate=0.1,
         momentum=0.0,
         weight_decay=0.0,
         schedule="constant",
@@ -199,7 +201,7 @@ def test_amp_on_cpu_is_refused():
 @pytest.mark.parametrize("amp_dtype", ["bfloat16", "float16"])
 def test_cuda_training_with_mixed_precision_learns(digits, amp_dtype):
     trainer = ProxyTrainer(
-        TrainConfig(epochs=3, batch_size=32, lr=0.1, amp_dtype=amp_dtype), device="cuda"
+        TrainConfig(epochs=3, batch_size=32, learning_rate=0.1, amp_dtype=amp_dtype), device="cuda"
     )
     assert trainer.amp and trainer.amp_dtype == getattr(torch, amp_dtype)
     result = trainer.train(small_cnn(), digits)

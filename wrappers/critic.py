@@ -106,7 +106,7 @@ class UncertaintyCritic:
         embedding_dim: length of the one-hot embedding (``space.embedding_dim``).
         hidden: hidden units per layer (default 200, the paper's).
         layers: linear layers per network (default 4, the paper's).
-        lr: Adam learning rate of all networks (default 1e-3).
+        learning_rate: Adam learning rate of all networks (default 1e-3).
         seed: seeds the networks' initialisation and minibatch sampling (default 0);
             the global torch RNG is not touched.
         device: torch device (default ``"cpu"``; the networks are tiny).
@@ -133,7 +133,7 @@ class UncertaintyCritic:
             new sample). U's training is about half the cost of a step.
 
     Raises:
-        ValueError: for a non-positive ``embedding_dim`` or ``lr``, ``ensemble``
+        ValueError: for a non-positive ``embedding_dim`` or ``learning_rate``, ``ensemble``
             of 1 or below 0, ``batch_size < 1``, ``steps_per_sample < 0`` or an
             unknown ``u_target``, ``u_every < 1``.
     """
@@ -143,7 +143,7 @@ class UncertaintyCritic:
         embedding_dim: int,
         hidden: int = 200,
         layers: int = 4,
-        lr: float = 1e-3,
+        learning_rate: float = 1e-3,
         seed: int = 0,
         device: str | torch.device = "cpu",
         batch_size: int = 64,
@@ -156,8 +156,8 @@ class UncertaintyCritic:
     ):
         if int(embedding_dim) < 1:
             raise ValueError(f"embedding_dim must be a positive int, got {embedding_dim!r}")
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr!r}")
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
         if int(ensemble) < 0 or int(ensemble) == 1:
             raise ValueError(
                 f"ensemble must be 0 (U is the uncertainty) or >= 2 networks, got {ensemble!r}"
@@ -181,7 +181,7 @@ class UncertaintyCritic:
             embedding_dim=int(embedding_dim),
             hidden=int(hidden),
             layers=int(layers),
-            lr=float(lr),
+            learning_rate=float(learning_rate),
             seed=int(seed),
             batch_size=int(batch_size),
             steps_per_sample=int(steps_per_sample),
@@ -200,9 +200,11 @@ class UncertaintyCritic:
             self.e_nets = nn.ModuleList(
                 build_mlp(self.embedding_dim, hidden, layers) for _ in range(int(ensemble))
             ).to(self.device)
-        self.v_optimizer = _adam(self.v_net.parameters(), lr)
-        self.u_optimizer = _adam(self.u_net.parameters(), lr)
-        self.e_optimizer = _adam(self.e_nets.parameters(), lr) if len(self.e_nets) else None
+        self.v_optimizer = _adam(self.v_net.parameters(), learning_rate)
+        self.u_optimizer = _adam(self.u_net.parameters(), learning_rate)
+        self.e_optimizer = (
+            _adam(self.e_nets.parameters(), learning_rate) if len(self.e_nets) else None
+        )
         self._rng = np.random.default_rng(seed)
         # running reward statistics (Welford): count, mean, sum of squared deviations
         self._count = 0
@@ -546,7 +548,7 @@ class UncertaintyCritic:
         for k in range(folds):
             train = np.concatenate([old, len(old) + np.flatnonzero(fold != k)])
             net = copy.deepcopy(self.v_net)
-            optimizer = _adam(net.parameters(), self.config["lr"])
+            optimizer = _adam(net.parameters(), self.config["learning_rate"])
             size = min(batch, len(train))
             for _ in range(steps):
                 idx = train[self._rng.choice(len(train), size=size, replace=False)]
@@ -640,7 +642,10 @@ class UncertaintyCritic:
         state = torch.load(Path(path), map_location=device, weights_only=True)
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a critic saved by UncertaintyCritic.save()")
-        critic = cls(device=device, **state["config"])
+        config = dict(state["config"])
+        if "lr" in config:  # critic files that name the learning rate "lr"
+            config["learning_rate"] = config.pop("lr")
+        critic = cls(device=device, **config)
         critic.v_net.load_state_dict(state["v"])
         critic.u_net.load_state_dict(state["u"])
         _load_optimizer(critic.v_optimizer, state["v_optimizer"])

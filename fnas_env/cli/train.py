@@ -37,7 +37,7 @@ examples:
   fnas train runs/digits --rank 2 --epochs 50 --device cuda
   fnas train runs/digits --dataset cifar10 --data-root ~/data --download
   fnas train --arch 'mb6_k3_se0_id_x1_l+0|...' --dataset data/flowers --out flowers
-  fnas train runs/nb201 --epochs 200 --batch-size 96 --lr 0.1
+  fnas train runs/nb201 --epochs 200 --batch-size 96 --learning-rate 0.1
 """
 
 #: the dataset each table env's networks are trained on by default
@@ -80,7 +80,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     train = p.add_argument_group("training")
     train.add_argument("--epochs", type=int, default=30, help="epochs (default 30)")
     train.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
-    train.add_argument("--lr", type=float, default=0.05, help="peak SGD learning rate (0.05)")
+    train.add_argument(
+        "--learning-rate",
+        "--lr",
+        type=float,
+        default=0.05,
+        help="peak SGD learning rate (0.05)",
+    )
     train.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0)")
     train.add_argument(
         "--device", default="auto", help="auto (default: cuda when available), cpu, cuda, cuda:N"
@@ -97,8 +103,8 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise CLIError(f"--epochs must be at least 1, got {args.epochs}")
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if not (args.lr > 0 and math.isfinite(args.lr)):
-        raise CLIError(f"--lr must be a positive number, got {args.lr}")
+    if not (args.learning_rate > 0 and math.isfinite(args.learning_rate)):
+        raise CLIError(f"--learning-rate must be a positive number, got {args.learning_rate}")
     if not (args.width > 0 and math.isfinite(args.width)):
         raise CLIError(f"--width must be a positive number, got {args.width}")
     if args.resolution is not None and args.resolution < 1:
@@ -198,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
             test_note = f"no test split: {err}"
     config = network_config(settings, space=arch.space, data=data, width=args.width)
     train_config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=seed
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=seed
     )
     name = arch_name(arch)
     if args.out:
@@ -214,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
         f"  on {data.name} ({data.num_train} training, {data.num_val} validation images, "
         f"{data.num_classes} classes, {data.resolution}x{data.resolution}), "
         f"width {config.width_mult}, {args.epochs} epochs, batch {args.batch_size}, "
-        f"lr {args.lr}, {device}, into {out}"
+        f"learning rate {args.learning_rate}, {device}, into {out}"
     )
     checkpoint = out / CHECKPOINT_FILE
     done = 0

@@ -108,7 +108,8 @@ class TrainConfig:
     Attributes:
         epochs: passes over the training split (default 5, MnasNet's proxy length).
         batch_size: images per step (default 64).
-        lr: peak learning rate (default 0.05, for SGD; use about 1e-3 with Adam).
+        learning_rate: peak learning rate (default 0.05, for SGD; use about 1e-3
+            with Adam).
         optimizer: ``"sgd"`` (Nesterov momentum, the MobileNet/MnasNet recipe;
             default) or ``"adam"``.
         momentum: SGD momentum (default 0.9).
@@ -148,10 +149,10 @@ class TrainConfig:
             non-CUDA device raises ``ValueError`` when the trainer is made.
         amp_dtype: ``"bfloat16"`` or ``"float16"`` (with a ``GradScaler``). Default
             None: bfloat16 where the GPU supports it, else float16.
-        init_lr_scale: multiplies the peak ``lr`` of a run whose ``init_fn``
+        init_lr_scale: multiplies the peak ``learning_rate`` of a run whose ``init_fn``
             initialised the model (e.g. from the knowledge pool), so that inherited
             trained weights are fine-tuned rather than washed out by the
-            from-scratch learning rate (default 1.0: the same lr; 0 < scale). A
+            from-scratch learning rate (default 1.0: the same rate; 0 < scale). A
             run counts as initialised when ``init_fn`` was given, unless it returned
             statistics saying nothing was loaded (``hits == 0`` and neither
             ``stem`` nor ``head``, as :class:`~fnas_env.knowledge_pool.InitStats`
@@ -161,7 +162,7 @@ class TrainConfig:
 
     epochs: int = 5
     batch_size: int = 64
-    lr: float = 0.05
+    learning_rate: float = 0.05
     optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 4e-5
@@ -192,8 +193,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "check_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise ValueError(
+                f"learning_rate must be a positive finite number, got {self.learning_rate}"
+            )
         if not (self.init_lr_scale > 0 and math.isfinite(self.init_lr_scale)):
             raise ValueError(
                 f"init_lr_scale must be a positive finite number, got {self.init_lr_scale}"
@@ -330,7 +333,7 @@ class ProxyTrainer:
 
         ``init_fn(model)`` runs first (e.g. initialise blocks from a knowledge
         pool); its return value is passed through as ``TrainResult.init``. A model
-        it initialised trains with peak lr ``lr * init_lr_scale``.
+        it initialised trains with peak learning rate ``learning_rate * init_lr_scale``.
 
         Without the keyword arguments below the loop is the plain proxy loop (one
         host read of the loss per epoch, nothing written).
@@ -382,9 +385,9 @@ class ProxyTrainer:
                 x_train, y_train, x_val, y_val = self._tensors(data)
 
                 t0 = time.perf_counter()
-                lr = cfg.lr
+                lr = cfg.learning_rate
                 if init_fn is not None and _initialised(init):
-                    lr = cfg.lr * cfg.init_lr_scale
+                    lr = cfg.learning_rate * cfg.init_lr_scale
                 hooks = None
                 if checkpoint is not None or on_epoch is not None or on_step is not None:
                     hooks = _EpochHooks(
