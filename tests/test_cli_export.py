@@ -56,7 +56,7 @@ def make_run(path: Path, env_id: str = "FNAS-MNAS-v0", kwargs=None, n: int = 4, 
             cost=1.0,
         )
         record.append(arch, evaluation, 0.5 + 0.1 * i, "activated")
-    # a predicted (surrogate) entry with a higher reward is never exported
+    # a trusted entry (a prediction) with a higher reward is never exported
     record.append(archs[0], Evaluation(accuracy=99.0, trusted=True), 9.0, "trusted")
     return folder, archs
 

@@ -198,9 +198,7 @@ def test_summary_lists_each_run_with_its_counts(runs, report):
         row = rows[run.name]
         settings = json.loads((run / "search.json").read_text())
         assert row[1:5] == ["FNAS-MNAS-v0", settings["method"], str(settings["seed"]), "20"]
-        assert row[5:9] == [
-            str(counts[k]) for k in ("activated", "cached", "trusted", "replayed")
-        ]
+        assert row[5:9] == [str(counts[k]) for k in ("activated", "cached", "trusted", "replayed")]
         assert row[9] == "1"  # the failed evaluation
         assert float(row[10]) == pytest.approx(best["reward"], rel=1e-3)
         assert float(row[11]) == pytest.approx(max(e["accuracy"] for e in evaluated), rel=1e-3)

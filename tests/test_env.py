@@ -208,7 +208,7 @@ def test_one_shot_rejects_bad_action(benchmark_dir):
         env.unwrapped.step(np.zeros(7, dtype=int))
 
 
-# ---- failures and surrogate rewards -----------------------------------------------------
+# ---- failures and trusted rewards -----------------------------------------------------
 class FlakyEvaluator(Evaluator):
     """Macro-space evaluator that raises, returns NaN, or works, by the first choice."""
 
@@ -253,7 +253,7 @@ def test_wrong_space_in_evaluate_is_a_bug_not_a_failure(benchmark_dir):
         env.evaluate(nb201)
 
 
-def test_finish_records_a_surrogate_entry(benchmark_dir, tmp_path):
+def test_finish_records_a_trusted_entry(benchmark_dir, tmp_path):
     env = _make("FNAS-Macro-v0", {}, benchmark_dir, record_path=tmp_path / "r.jsonl")
     base: NASEnv = env.unwrapped
     env.reset(seed=1)

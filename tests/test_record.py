@@ -108,7 +108,7 @@ def test_counters():
     c = record.counters
     assert (c.sampled, c.activated, c.trusted, c.replayed, c.failed) == (4, 3, 1, 1, 1)
     assert c.cost == pytest.approx(16.0)
-    # surrogate and replayed rewards never count as the best found
+    # trusted and replayed rewards never count as the best found
     assert (c.best_reward, c.best_arch, c.best_accuracy) == (72.0, _arch(1).__str__(), 75.0)
     assert SearchCounters().best_reward == -math.inf
 

@@ -186,7 +186,7 @@ def write_record(path, archs, rewards):
     record = SearchRecord(path)
     for arch, r in zip(archs, rewards):
         record.append(arch, Evaluation(accuracy=r, cost=1.0), r, "activated")
-    # neither surrogate rewards nor failed evaluations are training data
+    # neither trusted rewards nor failed evaluations are training data
     record.append(archs[0], Evaluation(accuracy=10.0, trusted=True), 10.0, "trusted")
     record.append(archs[1], Evaluation(accuracy=0.0, failed=True), 0.0, "activated")
     record.append(archs[2], None, 99.0, "replayed")
@@ -426,7 +426,7 @@ def test_trust_disabled_never_trusts():
     assert evaluator.calls == 15
 
 
-def test_trusted_step_calls_no_evaluation_and_records_a_surrogate_entry():
+def test_trusted_step_calls_no_evaluation_and_records_a_trusted_entry():
     evaluator = SyntheticMacro()
     env = one_shot_env(evaluator)
     gate = UncertaintyGate(env, ScriptedCritic(), threshold=1.0, warmup=0, max_relative_error=None)
@@ -668,11 +668,11 @@ def test_works_with_sb3_algorithms_and_a_shared_critic():
         model = algo("MlpPolicy", venv, n_steps=16, seed=0, device="cpu", **extra)
         model.learn(total_timesteps=64)
     activated = sum(g.unwrapped.record.counters.activated for g in gates)
-    surrogate = sum(g.unwrapped.record.counters.trusted for g in gates)
+    trusted = sum(g.unwrapped.record.counters.trusted for g in gates)
     cached = sum(g.unwrapped.record.counters.cached for g in gates)
-    assert activated + surrogate + cached == 128 // SPACE.num_decisions
+    assert activated + trusted + cached == 128 // SPACE.num_decisions
     assert critic.num_samples == activated  # one critic learnt from both envs
-    assert surrogate == sum(g.rule.num_trusted for g in gates) > 0
+    assert trusted == sum(g.rule.num_trusted for g in gates) > 0
     trusted = venv.env_method("get_wrapper_attr", "trust_enabled")
     assert trusted == [True, True]
     venv.env_method("set_trust_enabled", False)

@@ -73,9 +73,7 @@ class VecSearchRecord(VecArchitectureWrapper):
 
     def record_replay(self, arch: Architecture, reward: float) -> None:
         """Append a ``"replayed"`` entry (an AEB replay: no evaluation, no cost)."""
-        self.record.append(
-            arch, Evaluation(accuracy=math.nan, cost=0.0), reward, "replayed"
-        )
+        self.record.append(arch, Evaluation(accuracy=math.nan, cost=0.0), reward, "replayed")
 
     # ---- the completed architectures ---------------------------------------------
     def before_completion(self, index: int, arch: Architecture) -> None:

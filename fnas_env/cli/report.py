@@ -15,7 +15,7 @@ writes into the output folder:
                      group the median over seeds; links to the figures
   progress.png       best reward and best accuracy against activated samples (a group
                      of several seeds: median line and min-max band)
-  front.png          accuracy against latency: evaluated architectures, each group's
+  front.png          accuracy against latency: activated architectures, each group's
                      Pareto front and the target T (skipped when records have no latency)
   choices-RUN.png    share of each choice of each decision per window of the search,
                      one figure per run (blocks as rows, kinds of decision as columns)

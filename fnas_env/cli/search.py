@@ -17,9 +17,9 @@ examples:
 
 A run folder that already holds a search resumes it: options you leave out are the
 search's own; an option that contradicts them is an error (another search needs
-another --run-dir). --budget counts evaluated (activated) architectures over all
-runs of the search; architectures the critic trusts, repeats served from the
-record and AEB replays are free.
+another --run-dir). --budget counts activated (really evaluated) architectures over
+all runs of the search; trusted architectures (rewarded by the critic), cached
+repeats (served from the record) and AEB replays are free.
 """
 
 #: what a new search uses for an option the user leaves out
@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="search method (default fnas): "
         + "; ".join(f"{name}: {what}" for name, what in METHODS.items()),
     )
-    p.add_argument("--budget", type=int, help="evaluated architectures in all (default 30)")
+    p.add_argument("--budget", type=int, help="activated architectures in all (default 30)")
     p.add_argument("--seed", type=int, help="seed of the search (default 0)")
     p.add_argument("--run-dir", help="run folder (default runs/<env>-<method>-seed<seed>)")
     env = p.add_argument_group("the env (FNAS-MNAS-v0 trains every candidate on --dataset)")
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)  # proxy networks and a 100-unit LSTM: one thread is fastest
     print(
         f"fnas search: {settings.env_id}, method {settings.method}, budget {settings.budget} "
-        f"evaluated architectures, seed {settings.seed}, {args.workers} worker(s)"
+        f"activated architectures, seed {settings.seed}, {args.workers} worker(s)"
     )
     print(f"run folder: {run_folder.path} (TensorBoard: tensorboard --logdir {run_folder.tb_dir})")
     outcome = run_in_folder(
