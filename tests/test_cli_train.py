@@ -251,3 +251,12 @@ def test_official_test_split_is_reported(tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["test_accuracy"] is not None and 0.0 <= result["test_accuracy"] <= 100.0
     assert result["config"]["resolution"] == 32 and result["config"]["max_stride"] == 16
+
+
+def test_a_training_spec_that_says_lr_matches_learning_rate():
+    from fnas_env.full_training import _spec_differences
+
+    new = {"arch": "a", "train_config": {"epochs": 3, "learning_rate": 0.1}}
+    old = {"arch": "a", "train_config": {"epochs": 3, "lr": 0.1}}
+    assert _spec_differences(old, new) == []
+    assert _spec_differences({**old, "train_config": {"epochs": 3, "lr": 0.2}}, new)
