@@ -3,7 +3,7 @@
 :class:`UACBatchRuleMixin` gives :class:`~agents.fnas_ppo.FNASRecurrentPPO` its
 ``collect_rollouts``. Every env's running episode is staged step by step and, when
 it ends, accepted into the batch or discarded. An episode whose reward came from
-the critic (``info["evaluated"] is False``, a *trusted* sample) is accepted only
+the critic (``info["trusted"]``, a *trusted* sample) is accepted only
 while trusted episodes fill at most ``max_trusted_fraction`` of the batch's new
 episodes; extra trusted episodes are thrown away and sampling goes on until
 untrusted ones (really evaluated, or served from the search record as *cached*)
@@ -11,7 +11,7 @@ fill the batch, as in the paper. With a gate that trusts more than half of the
 architectures (the UAC gate's default) every batch holds exactly half trusted
 episodes. Resampling is bounded: once the discarded steps reach
 ``max_resample_factor`` x the batch, trust is turned off on the UAC wrapper
-(``set_trust_enabled(False)``) for the rest of the rollout and the batch is counted
+(:meth:`agents.seam.SearchEnvs.set_trust`) for the rest of the rollout and the batch is counted
 as ``unfilled``. Accepted episodes go into a
 :class:`~agents.fnas_buffer.WeightedRecurrentRolloutBuffer`; AEB replays
 (:mod:`agents.fnas_replay`) are appended once the new episodes fill the batch.
@@ -33,8 +33,9 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
 from agents.fnas_buffer import Episode, WeightedRecurrentRolloutBuffer
+from agents.seam import SearchEnvs, episode_kind
 
-__all__ = ["UACBatchRuleMixin", "RolloutStats", "EpisodeStage", "vec_gate"]
+__all__ = ["UACBatchRuleMixin", "RolloutStats", "EpisodeStage"]
 
 
 @dataclass
@@ -95,7 +96,7 @@ class UACBatchRuleMixin:
 
     Mixed into :class:`~agents.fnas_ppo.FNASRecurrentPPO`, which sets the attributes
     it reads (``max_trusted_fraction``, ``max_resample_factor``, ``fnas_counters``,
-    ``_staged``, ``_trust_disabled``, ``_episode_length``) and provides the replay
+    ``_staged``, ``_trust_disabled``, ``_episode_length``, ``_seam``) and provides the replay
     (:class:`~agents.fnas_replay.AEBReplayMixin`) and ``_log_rollout``.
     """
 
@@ -122,7 +123,7 @@ class UACBatchRuleMixin:
             self.policy.reset_noise(env.num_envs)
         if self._staged is None or len(self._staged) != env.num_envs:
             self._staged = [EpisodeStage() for _ in range(env.num_envs)]
-        if self._trust_disabled and self._set_trust(env, True):
+        if self._trust_disabled and self._envs(env).set_trust(True):
             self._trust_disabled = False
 
         callback.on_rollout_start()
@@ -233,7 +234,7 @@ class UACBatchRuleMixin:
         episode = self._staged[idx].pop()
         length = len(episode.rewards)
         self._episode_length = length
-        kind = _episode_kind(info)
+        kind = episode_kind(info)
         if kind == "trusted":
             quota = self.max_trusted_fraction * stats.target_steps
             over = self.max_trusted_fraction < 1.0 and stats.trusted_steps + length > quota + 1e-9
@@ -261,7 +262,7 @@ class UACBatchRuleMixin:
     def _stop_trusting(self, env: VecEnv, stats: RolloutStats) -> None:
         stats.trust_off = True
         self.fnas_counters.unfilled_batches += 1
-        if self._set_trust(env, False):
+        if self._envs(env).set_trust(False):
             self._trust_disabled = True
             return
         stats.force_accept = True
@@ -272,31 +273,8 @@ class UACBatchRuleMixin:
             stacklevel=3,
         )
 
-    @staticmethod
-    def _set_trust(env: VecEnv, flag: bool) -> bool:
-        """Turn the UAC gate's trust on/off (the VecEnv's gate, else every env's); False if
-        there is no gate."""
-        gate = vec_gate(env)
-        if gate is not None:
-            gate.set_trust_enabled(bool(flag))
-            return True
-        if not env.has_attr("set_trust_enabled"):
-            return False
-        env.env_method("set_trust_enabled", bool(flag))
-        return True
-
-
-def vec_gate(env: VecEnv) -> Any:
-    """The :class:`~wrappers.uac.VecUncertaintyGate` in ``env``'s wrapper chain, or None."""
-    from stable_baselines3.common.vec_env import unwrap_vec_wrapper
-
-    from wrappers.uac import VecUncertaintyGate
-
-    return unwrap_vec_wrapper(env, VecUncertaintyGate)
-
-
-def _episode_kind(info: dict[str, Any]) -> str:
-    """``"trusted"`` (critic-scored), ``"cached"`` (served from the record) or ``"activated"``."""
-    if not bool(info.get("evaluated", True)):
-        return "trusted"
-    return "cached" if info.get("cached", False) else "activated"
+    def _envs(self, env: VecEnv) -> SearchEnvs:
+        """The seam to ``env`` (made once per env the algorithm steps)."""
+        if self._seam is None or self._seam.venv is not env:
+            self._seam = SearchEnvs(env)
+        return self._seam

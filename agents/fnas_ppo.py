@@ -34,10 +34,11 @@ from stable_baselines3.common.vec_env import VecEnv
 from agents.callbacks import check_count
 from agents.controller import episode_length, make_controller
 from agents.experience import ExperienceBuffer
-from agents.fnas_batch import EpisodeStage, RolloutStats, UACBatchRuleMixin, vec_gate
+from agents.fnas_batch import EpisodeStage, RolloutStats, UACBatchRuleMixin
 from agents.fnas_buffer import WeightedRecurrentRolloutBuffer
 from agents.fnas_loss import WeightedPPOLossMixin
 from agents.fnas_replay import OFF_POLICY_CORRECTIONS, REPLAY_MODES, AEBReplayMixin
+from agents.seam import SearchEnvs
 
 __all__ = [
     "FNASRecurrentPPO",
@@ -195,9 +196,10 @@ class FNASRecurrentPPO(UACBatchRuleMixin, AEBReplayMixin, WeightedPPOLossMixin, 
         self._episode_length: int | None = None
         self._trust_disabled = False
         self._staged: list[EpisodeStage] | None = None
-        self._search_space: Any = None
-        # reward in the env's units (the record's) of each remembered architecture:
-        # the training reward may be scaled (make_controller's reward_scale)
+        self._seam: SearchEnvs | None = None
+        # reward in the env's units (the record's) of each remembered architecture, by
+        # its string (saved with the model as JSON): the training reward may be scaled
+        # (make_controller's reward_scale)
         self._env_rewards: dict[str, float] = {}
         if init_model:
             self._setup_model()
@@ -230,7 +232,7 @@ class FNASRecurrentPPO(UACBatchRuleMixin, AEBReplayMixin, WeightedPPOLossMixin, 
         self._staged = None
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "experience_buffer", "_staged", "_search_space"]
+        return [*super()._excluded_save_params(), "experience_buffer", "_staged", "_seam"]
 
     # ---- search progress ---------------------------------------------------------------
     @property
@@ -264,13 +266,7 @@ class FNASRecurrentPPO(UACBatchRuleMixin, AEBReplayMixin, WeightedPPOLossMixin, 
             self.logger.record(f"fnas/total_{key}", value)
         self.logger.record("fnas/total_ppo_samples", self.fnas_counters.ppo_samples)
         self.logger.record("fnas/search_progress", self.search_progress)
-        gate = vec_gate(env)
-        if gate is not None:
-            per_env = [gate.metrics()]
-        elif env.has_attr("metrics"):
-            per_env = [m for m in env.env_method("metrics") if isinstance(m, dict)]
-        else:
-            per_env = []
+        per_env = self._envs(env).gate_metrics()
         for key in per_env[0] if per_env else ():
             values = [m.get(key) for m in per_env]
             if all(isinstance(v, int | float | np.number) for v in values):
@@ -321,5 +317,5 @@ def make_fnas_controller(
         **overrides,
     )
     if not uac:
-        model._set_trust(model.get_env(), False)
+        model._envs(model.get_env()).set_trust(False)
     return model

@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from agents.experience import Experience
 from agents.fnas_batch import RolloutStats
 from agents.fnas_buffer import Episode, WeightedRecurrentRolloutBuffer
-from fnas_env.evaluators.base import Evaluation
+from fnas_env.arch import Architecture
 
 __all__ = ["AEBReplayMixin", "OFF_POLICY_CORRECTIONS", "REPLAY_MODES"]
 
@@ -53,29 +53,18 @@ class AEBReplayMixin:
     Mixed into :class:`~agents.fnas_ppo.FNASRecurrentPPO`, which sets the attributes
     it reads (``experience_buffer``, ``max_replay_fraction``, ``rho_max``,
     ``off_policy_correction``, ``replay_mode``, ``_replay_rng``, ``_env_rewards``,
-    ``_search_space``, ``_episode_length``) and ``search_progress``.
+    ``_episode_length``), the seam to the envs (``_envs``) and ``search_progress``.
     """
-
-    def _space(self, env: VecEnv) -> Any:
-        """The envs' search space (env 0's, looked up once), or None if they have none."""
-        if self._search_space is None:
-            self._search_space = (
-                env.get_attr("search_space", indices=[0])[0]
-                if env.has_attr("search_space")
-                else False
-            )
-        return self._search_space or None
 
     def _remember(self, env: VecEnv, info: dict[str, Any], episode: Episode) -> None:
         """Add a really evaluated episode to the experience buffer."""
         if self.experience_buffer is None or info.get("failed", False):
             return
-        arch = info.get("arch")
-        space = self._space(env)
-        if arch is None or space is None:
+        arch = info.get("architecture")
+        if not isinstance(arch, Architecture):
             return
         experience = Experience(
-            arch=space.from_string(arch) if isinstance(arch, str) else arch,
+            arch=arch,
             tokens=tuple(int(a) for a in np.asarray(episode.actions).reshape(-1)),
             observations=np.asarray(episode.observations, dtype=np.float32),
             reward=float(np.sum(episode.rewards)),
@@ -211,31 +200,8 @@ class AEBReplayMixin:
         self.fnas_counters.replayed += len(samples)
 
     def _record_replay(self, env: VecEnv, exp: Any) -> None:
-        """Append a "replayed" entry to the search record (the VecEnv's
-        :class:`~wrappers.record.VecSearchRecord`, else env 0's); no evaluation, no cost."""
-        if not hasattr(exp.arch, "choices"):
+        """Log the replay in the search record (:meth:`agents.seam.SearchEnvs.log_replay`)."""
+        if not isinstance(exp.arch, Architecture):
             return
         reward = self._env_rewards.get(str(exp.arch), float(exp.reward))
-        record = _vec_record(env)
-        if record is not None:
-            record.record_replay(exp.arch, reward)
-            return
-        if not env.has_attr("score"):
-            return
-        env.env_method(
-            "score",
-            exp.arch,
-            Evaluation(accuracy=float("nan"), cost=0.0, evaluated=False),
-            kind="replayed",
-            reward=reward,
-            indices=[0],
-        )
-
-
-def _vec_record(env: VecEnv) -> Any:
-    """The :class:`~wrappers.record.VecSearchRecord` in ``env``'s wrapper chain, or None."""
-    from stable_baselines3.common.vec_env import unwrap_vec_wrapper
-
-    from wrappers.record import VecSearchRecord
-
-    return unwrap_vec_wrapper(env, VecSearchRecord)
+        self._envs(env).log_replay(exp.arch, reward)
