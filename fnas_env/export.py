@@ -200,24 +200,10 @@ def dataset_shape(
 
 def _image_folder_shape(path: Path) -> tuple[int, int, int]:
     from PIL import Image
-    from torchvision.datasets import ImageFolder
 
-    from fnas_env.training import DatasetNotFound
+    from fnas_env.training.data import open_image_folder
 
-    if not path.is_dir():
-        raise DatasetNotFound(
-            f"ImageFolder directory {str(path)!r} does not exist (expected "
-            "<dir>/<class name>/<image files>)"
-        )
-    layout = "<dir>/<class name>/<image files>, e.g. flowers/rose/0001.jpg"
-    try:
-        folder = ImageFolder(str(path))
-    except FileNotFoundError as err:  # no class folders, or no image files in them
-        raise DatasetNotFound(
-            f"{str(path)!r} is not an ImageFolder ({err}); expected {layout}"
-        ) from None
-    if not folder.samples:
-        raise DatasetNotFound(f"no images found under {str(path)!r}; expected {layout}")
+    folder = open_image_folder(path)
     with Image.open(folder.samples[0][0]) as im:
         return 3, min(im.size), len(folder.classes)
 

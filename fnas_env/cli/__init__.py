@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main", "CLIError", "COMMANDS"]
+__all__ = ["main", "CLIError", "COMMANDS", "positive_int"]
 
 #: subcommand name -> module (imported only when that subcommand runs)
 COMMANDS = {
@@ -43,6 +43,17 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     PermissionError,
 )
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a positive integer, else argparse's one-line error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from fnas_env.cli import CLIError
+from fnas_env.cli import CLIError, positive_int
 
 EPILOG = """\
 Each architecture becomes three files in the out folder (default RUN/export/):
@@ -31,16 +31,6 @@ examples:
   fnas export runs/digits --weights runs/digits/train/mnas_1a2b3c4d/weights.pt
   fnas export runs/nb201 --top 5 --no-onnx --out models/nb201
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -83,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     net = p.add_argument_group("the network (default: the search's)")
     net.add_argument("--dataset", help="another dataset's channels/classes/resolution")
     net.add_argument("--width", type=_positive_float, help="channel multiplier")
-    net.add_argument("--resolution", type=_positive_int, help="input side length in pixels")
+    net.add_argument("--resolution", type=positive_int, help="input side length in pixels")
     p.add_argument("--out", metavar="DIR", help="output folder (default RUN/export)")
     p.add_argument("--no-onnx", action="store_true", help="write no ONNX files")
     p.set_defaults(run=run)

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from fnas_env.cli import CLIError
+from fnas_env.cli import CLIError, positive_int
 
 EPILOG = """\
 writes into the output folder:
@@ -25,16 +25,6 @@ examples:
   fnas report runs/fnas-s0 runs/fnas-s1 runs/mnas-s0 --out runs/compare
   fnas report runs/nb201 --windows 5 --out reports/nb201
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--windows",
-        type=_positive_int,
+        type=positive_int,
         default=8,
         metavar="N",
         help="windows the choice-share figures cut each search into (default: 8)",

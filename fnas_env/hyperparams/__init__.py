@@ -88,6 +88,7 @@ __all__ = [
     "budget_callback",
     "scale_reward",
     "for_each_env",
+    "search_run",
 ]
 
 #: The env ids these files cover (the benchmark envs; FNAS-MNAS-v0 trains real
@@ -127,6 +128,26 @@ def budget_callback(budget: int = BUDGET) -> list[dict[str, dict[str, int]]]:
 def scale_reward(scale: float = REWARD_SCALE) -> dict[str, dict[str, float]]:
     """The zoo's ``vec_env_wrapper`` entry: train on rewards multiplied by ``scale``."""
     return {"agents.controller.ScaleReward": {"scale": float(scale)}}
+
+
+def search_run(horizon: int, one_shot: bool = False) -> dict[str, Any]:
+    """The zoo entries every file shares: how the zoo runs a search.
+
+    One env (architectures are sampled one after the other, as in MnasNet), in
+    sequential mode (one token per step) or one-shot mode (one ``MultiDiscrete``
+    action per architecture); ``n_timesteps`` bounds the run at
+    :data:`SAMPLE_FACTOR` x :data:`BUDGET` sampled architectures, and the budget
+    callback stops it first; rewards as fractions (:func:`scale_reward`, as
+    :func:`agents.make_controller`).
+    """
+    steps = 1 if one_shot else int(horizon)
+    return {
+        "env_kwargs": {"one_shot": bool(one_shot)},
+        "n_envs": 1,
+        "n_timesteps": steps * SAMPLE_FACTOR * BUDGET,
+        "callback": budget_callback(),
+        "vec_env_wrapper": scale_reward(),
+    }
 
 
 def for_each_env(settings: Callable[[str, int], dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -14,18 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fnas_env.hyperparams import BUDGET, SAMPLE_FACTOR, budget_callback, for_each_env, scale_reward
+from fnas_env.hyperparams import for_each_env, search_run
 
 
 def settings(env_id: str, horizon: int) -> dict[str, Any]:
     """A2C settings for ``env_id`` (``horizon`` = T tokens per architecture)."""
     return {
         "policy": "MlpPolicy",  # previous token + position in the observation
-        "env_kwargs": {"one_shot": False},  # one token per step
-        "n_envs": 1,
-        "n_timesteps": horizon * SAMPLE_FACTOR * BUDGET,  # bound; the budget stops first
-        "callback": budget_callback(),
-        "vec_env_wrapper": scale_reward(),  # rewards as fractions (make_controller)
+        **search_run(horizon),  # one env, the budget stops the run
         "n_steps": 2 * horizon,  # 2 whole architectures per update (a multiple of T)
         "learning_rate": 1e-3,  # as the controller (RMSprop, SB3's A2C optimiser)
         "gamma": 1.0,  # one terminal reward per episode, undiscounted

@@ -20,9 +20,8 @@ from fnas_env.hyperparams import (
     ARCHITECTURES_PER_UPDATE,
     BUDGET,
     SAMPLE_FACTOR,
-    budget_callback,
     for_each_env,
-    scale_reward,
+    search_run,
 )
 
 
@@ -30,11 +29,7 @@ def settings(env_id: str, horizon: int) -> dict[str, Any]:
     """DQN settings for ``env_id`` (``horizon`` = T tokens per architecture)."""
     return {
         "policy": "MlpPolicy",  # previous token + position in the observation
-        "env_kwargs": {"one_shot": False},  # Discrete token actions (DQN needs Discrete)
-        "n_envs": 1,
-        "n_timesteps": horizon * SAMPLE_FACTOR * BUDGET,  # bound; the budget stops first
-        "callback": budget_callback(),
-        "vec_env_wrapper": scale_reward(),  # rewards as fractions (make_controller)
+        **search_run(horizon),  # one env, the budget stops the run
         "learning_rate": 1e-3,  # as the controller (Adam)
         "gamma": 1.0,  # one terminal reward per episode, undiscounted
         "buffer_size": horizon * SAMPLE_FACTOR * BUDGET,  # every transition of a run

@@ -23,11 +23,8 @@ from typing import Any
 
 from fnas_env.hyperparams import (
     ARCHITECTURES_PER_UPDATE,
-    BUDGET,
-    SAMPLE_FACTOR,
-    budget_callback,
     for_each_env,
-    scale_reward,
+    search_run,
 )
 
 
@@ -36,11 +33,7 @@ def settings(env_id: str, horizon: int) -> dict[str, Any]:
     n_steps = ARCHITECTURES_PER_UPDATE  # one step = one architecture
     return {
         "policy": "MlpPolicy",  # the observation is constant: an MLP is all it needs
-        "env_kwargs": {"one_shot": True},  # MultiDiscrete action = whole architecture
-        "n_envs": 1,
-        "n_timesteps": SAMPLE_FACTOR * BUDGET,  # bound; the budget stops first
-        "callback": budget_callback(),
-        "vec_env_wrapper": scale_reward(),  # rewards as fractions (make_controller)
+        **search_run(horizon, one_shot=True),  # one env, the budget stops the run
         "n_steps": n_steps,  # 8 architectures per update (make_controller)
         "batch_size": n_steps,  # one minibatch = the whole rollout
         "n_epochs": 4,  # as the controller: SB3's 10 overfits 8 samples

@@ -17,11 +17,8 @@ from typing import Any
 
 from fnas_env.hyperparams import (
     ARCHITECTURES_PER_UPDATE,
-    BUDGET,
-    SAMPLE_FACTOR,
-    budget_callback,
     for_each_env,
-    scale_reward,
+    search_run,
 )
 
 
@@ -30,11 +27,7 @@ def settings(env_id: str, horizon: int) -> dict[str, Any]:
     n_steps = ARCHITECTURES_PER_UPDATE * horizon  # 8 whole architectures per rollout
     return {
         "policy": "MlpLstmPolicy",  # RecurrentPPO's policy names end in LstmPolicy
-        "env_kwargs": {"one_shot": False},  # one token per step: the LSTM sees the sequence
-        "n_envs": 1,  # architectures are sampled one after the other, as in MnasNet
-        "n_timesteps": horizon * SAMPLE_FACTOR * BUDGET,  # bound; the budget stops first
-        "callback": budget_callback(),
-        "vec_env_wrapper": scale_reward(),  # rewards as fractions (make_controller)
+        **search_run(horizon),  # one env, the budget stops the run
         "n_steps": n_steps,  # a multiple of T: rollouts hold whole episodes
         "batch_size": n_steps,  # one minibatch = the whole rollout (no padding)
         "n_epochs": 4,  # SB3's 10 overfits rollouts of 8 samples

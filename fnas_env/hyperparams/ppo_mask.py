@@ -18,11 +18,8 @@ from typing import Any
 
 from fnas_env.hyperparams import (
     ARCHITECTURES_PER_UPDATE,
-    BUDGET,
-    SAMPLE_FACTOR,
-    budget_callback,
     for_each_env,
-    scale_reward,
+    search_run,
 )
 
 
@@ -31,11 +28,7 @@ def settings(env_id: str, horizon: int) -> dict[str, Any]:
     n_steps = ARCHITECTURES_PER_UPDATE * horizon  # 8 whole architectures per rollout
     return {
         "policy": "MlpPolicy",  # MaskablePPO's MLP policy (previous token + position)
-        "env_kwargs": {"one_shot": False},  # one token per step, masked to valid ones
-        "n_envs": 1,
-        "n_timesteps": horizon * SAMPLE_FACTOR * BUDGET,  # bound; the budget stops first
-        "callback": budget_callback(),
-        "vec_env_wrapper": scale_reward(),  # rewards as fractions (make_controller)
+        **search_run(horizon),  # one env, the budget stops the run
         "n_steps": n_steps,  # a multiple of T: rollouts hold whole episodes
         "batch_size": n_steps,  # one minibatch = the whole rollout
         "n_epochs": 4,  # as the controller

@@ -29,6 +29,7 @@ import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -377,16 +378,21 @@ def _load_cifar(key: str):
     return load
 
 
-def _load_image_folder(path: Path, resolution: int | None):
-    from PIL import Image
+def open_image_folder(path: str | os.PathLike) -> Any:
+    """The torchvision ``ImageFolder`` at ``path`` (file list only, nothing decoded).
+
+    Raises:
+        DatasetNotFound: ``path`` is not a folder, has no class folders, or no images,
+            with the layout that is expected.
+    """
     from torchvision.datasets import ImageFolder
 
+    path = Path(path)
+    layout = "<dir>/<class name>/<image files>, e.g. flowers/rose/0001.jpg"
     if not path.is_dir():
         raise DatasetNotFound(
-            f"ImageFolder directory {str(path)!r} does not exist (expected "
-            "<dir>/<class name>/<image files>)"
+            f"ImageFolder directory {str(path)!r} does not exist; expected {layout}"
         )
-    layout = "<dir>/<class name>/<image files>, e.g. flowers/rose/0001.jpg"
     try:
         folder = ImageFolder(str(path))
     except FileNotFoundError as err:  # no class folders, or no image files in them
@@ -395,6 +401,13 @@ def _load_image_folder(path: Path, resolution: int | None):
         ) from None
     if not folder.samples:
         raise DatasetNotFound(f"no images found under {str(path)!r}; expected {layout}")
+    return folder
+
+
+def _load_image_folder(path: Path, resolution: int | None):
+    from PIL import Image
+
+    folder = open_image_folder(path)
     images, size = [], None
     for file, _ in folder.samples:
         with Image.open(file) as im:
