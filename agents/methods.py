@@ -1,6 +1,6 @@
 """The search methods a run folder can hold (``fnas search --method``); no imports beyond Python.
 
-:func:`agents.session.run_in_folder` runs them; the command lists them without
+:func:`agents.runner.run_in_folder` runs them; the command lists them without
 loading torch or Stable-Baselines3.
 """
 

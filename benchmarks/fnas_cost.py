@@ -3,7 +3,7 @@
 On a tabular benchmark an evaluation is a lookup, so a search's wall time is the
 controller's and the critic's. This script runs ``mnas`` and ``fnas`` alternately
 (same seeds, same budget of activated samples, one torch thread) and prints each
-run's wall time, the median ratio fnas / mnas measured in the same session, and a
+run's wall time, the median ratio fnas / mnas measured in the same process, and a
 profile of one ``fnas`` run grouped by component (critic training, critic
 prediction, the gate's threshold window, PPO's update, the rollout's policy steps,
 AEB replay, the env).

@@ -34,7 +34,7 @@ Usage::
     python benchmarks/proxy_quality.py --quick            # under 10 minutes
     python benchmarks/proxy_quality.py --json runs/proxy_quality.json
 
-    # less saturated re-run (all 10 classes, 720 training images, 360 validation),
+    # the less saturated setting (all 10 classes, 720 training images, 360 validation),
     # 30-architecture pool, AKP at the from-scratch lr and at 0.2x (init_lr_scale),
     # rank quality only; one process per seed, then the summary over seeds:
     python benchmarks/proxy_quality.py --archs 16 --pool-archs 30 --pool-epochs 3 \
@@ -108,7 +108,7 @@ class Settings:
     lookup_combos: int = 432
     latency_archs: int = 8
     latency_repeats: int = 4
-    # added for the less saturated re-run (defaults keep the original protocol)
+    # the less saturated setting (the defaults are the saturated one)
     search_classes: tuple[int, ...] = SEARCH_CLASSES
     max_train: int = 0
     init_lr_scales: tuple[float, ...] = (1.0,)

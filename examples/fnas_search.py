@@ -44,14 +44,14 @@ import torch
 
 import fnas_env  # noqa: F401 - registers FNAS-MNAS-v0
 from agents.fnas_ppo import make_fnas_controller
-from agents.search import run_search
-from agents.session import (
+from agents.runner import (
     SearchProgress,
     fix_target,
     make_search_venv,
     open_buffer,
     open_critic,
 )
+from agents.search import run_search
 from fnas_env.run import RunFolder, RunSettings
 from wrappers.record import VecSearchRecord
 from wrappers.uac import VecUncertaintyGate

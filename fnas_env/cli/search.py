@@ -92,7 +92,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, Any, dict[str, An
 
     Options left out take the run folder's search (when it has one), else :data:`DEFAULTS`.
     """
-    from agents.session import check_target, parse_env_kwarg
+    from agents.runner import check_target, parse_env_kwarg
     from fnas_env.run import RunFolder, RunSettings
 
     asked_kwargs: dict[str, Any] = {}
@@ -152,7 +152,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, Any, dict[str, An
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from agents.session import check_search, run_in_folder, summary_lines
+    from agents.runner import check_search, run_in_folder, summary_lines
 
     run_folder, settings, runtime = settings_from_args(args)
     check_search(settings, args.workers, runtime)
