@@ -35,11 +35,11 @@ Usage::
     python benchmarks/proxy_quality.py --json runs/proxy_quality.json
 
     # the less saturated setting (all 10 classes, 720 training images, 360 validation),
-    # 30-architecture pool, AKP at the from-scratch lr and at 0.2x (init_lr_scale),
+    # 30-architecture pool, AKP at the from-scratch lr and at 0.2x (init_learning_rate_scale),
     # rank quality only; one process per seed, then the summary over seeds:
     python benchmarks/proxy_quality.py --archs 16 --pool-archs 30 --pool-epochs 3 \
         --long-epochs 12 --proxy-epochs 1 2 4 --akp-epochs 1 2 --cross-epochs \
-        --search-classes 0 1 2 3 4 5 6 7 8 9 --max-train 720 --init-lr-scales 1.0 0.2 \
+        --search-classes 0 1 2 3 4 5 6 7 8 9 --max-train 720 --init-learning-rate-scales 1.0 0.2 \
         --rank-only true --seed 0 --json runs/pq_seed0.json
     python benchmarks/proxy_quality.py --summarise runs/pq_seed0.json runs/pq_seed1.json
 
@@ -86,8 +86,8 @@ class Settings:
     ``search_classes``: digits labels of the search task (default 5-9); the cross-task
     pool is trained on the other labels, and is skipped when there are none or
     ``cross_epochs`` is empty. ``max_train``: stratified cap on training images (0: no
-    cap; validation keeps its full 20% split). ``init_lr_scales``: each value gives one
-    same-task AKP method trained with ``TrainConfig.init_lr_scale`` set to it (1.0 is
+    cap; validation keeps its full 20% split). ``init_learning_rate_scales``: each value gives one
+    same-task AKP method trained with ``TrainConfig.init_learning_rate_scale`` set to it (1.0 is
     the original ``akp_same``; others are named ``akp_same_lr<scale>``); the cross-task
     pool uses the first. ``akp_epochs``: proxy lengths of the same-task AKP methods
     (default empty: ``proxy_epochs``). ``rank_only``: skip throughput, lookup and latency sections.
@@ -111,7 +111,7 @@ class Settings:
     # the less saturated setting (the defaults are the saturated one)
     search_classes: tuple[int, ...] = SEARCH_CLASSES
     max_train: int = 0
-    init_lr_scales: tuple[float, ...] = (1.0,)
+    init_learning_rate_scales: tuple[float, ...] = (1.0,)
     akp_epochs: tuple[int, ...] = ()
     rank_only: bool = False
 
@@ -158,7 +158,7 @@ def train(
     model_seed: int,
     pool: KnowledgePool | None = None,
     max_iterations: int | None = None,
-    init_lr_scale: float = 1.0,
+    init_learning_rate_scale: float = 1.0,
 ) -> tuple[Run, nn.Module]:
     model = make_model(arch, cfg, s, model_seed)
     trainer = ProxyTrainer(
@@ -167,7 +167,7 @@ def train(
             batch_size=s.batch_size,
             seed=s.seed,
             max_iterations=max_iterations,
-            init_lr_scale=init_lr_scale,
+            init_learning_rate_scale=init_learning_rate_scale,
         )
     )
     init_fn = (lambda m: pool.initialise(m, arch)) if pool is not None else None
@@ -238,14 +238,17 @@ def spearman(x: list[float], y: list[float]) -> dict[str, float | None]:
 
 
 def method_name(scale: float) -> str:
-    """Result key of the same-task AKP method trained with ``init_lr_scale=scale``."""
+    """Result key of the same-task AKP method trained with ``init_learning_rate_scale=scale``."""
     return "akp_same" if scale == 1.0 else f"akp_same_lr{scale:g}"
 
 
 def methods(s: Settings, cross: bool) -> list[tuple[str, tuple[int, ...]]]:
     """(result key, proxy epochs) of every measured method."""
     out = [("scratch", s.proxy_epochs)]
-    out += [(method_name(scale), s.akp_epochs or s.proxy_epochs) for scale in s.init_lr_scales]
+    out += [
+        (method_name(scale), s.akp_epochs or s.proxy_epochs)
+        for scale in s.init_learning_rate_scales
+    ]
     if cross:
         out.append(("akp_cross", s.cross_epochs))
     return out
@@ -513,8 +516,13 @@ def summarise(paths: list[Path]) -> dict:
     for path in paths:
         results = json.loads(path.read_text())
         saved = dict(results["settings"])
-        if "threads" in saved:  # results files that name the thread count "threads"
-            saved["num_threads"] = saved.pop("threads")
+        # results files that use the short names "threads" and "init_lr_scales"
+        for short, name in (
+            ("threads", "num_threads"),
+            ("init_lr_scales", "init_learning_rate_scales"),
+        ):
+            if short in saved:
+                saved[name] = saved.pop(short)
         s = Settings(**{k: tuple(v) if isinstance(v, list) else v
                         for k, v in saved.items()})  # fmt: skip
         done = len(results["archs"])
@@ -617,9 +625,9 @@ def main(argv: list[str] | None = None) -> dict:
         ("scratch", None, s.proxy_epochs, 1.0)
     ]
     akp_epochs = s.akp_epochs or s.proxy_epochs
-    runs += [(method_name(k), pool_same, akp_epochs, k) for k in s.init_lr_scales]
+    runs += [(method_name(k), pool_same, akp_epochs, k) for k in s.init_learning_rate_scales]
     if cross:
-        runs.append(("akp_cross", pool_cross, s.cross_epochs, s.init_lr_scales[0]))
+        runs.append(("akp_cross", pool_cross, s.cross_epochs, s.init_learning_rate_scales[0]))
 
     for i, arch in enumerate(search_archs):
         row: dict[str, Any] = {"arch": str(arch)}

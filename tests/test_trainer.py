@@ -103,8 +103,8 @@ def test_adam_and_resolution_resize(digits):
         ({"learning_rate": -1.0}, "learning_rate"),
         ({"schedule": "step"}, "schedule"),
         ({"max_iterations": 0}, "max_iterations"),
-        ({"init_lr_scale": 0.0}, "init_lr_scale"),
-        ({"init_lr_scale": float("inf")}, "init_lr_scale"),
+        ({"init_learning_rate_scale": 0.0}, "init_learning_rate_scale"),
+        ({"init_learning_rate_scale": float("inf")}, "init_learning_rate_scale"),
         ({"amp_dtype": "float64"}, "amp_dtype"),
     ],
 )
@@ -126,13 +126,13 @@ def _first_step_update(digits, scale: float, init_fn=None) -> torch.Tensor:
         weight_decay=0.0,
         schedule="constant",
         num_threads=1,
-        init_lr_scale=scale,
+        init_learning_rate_scale=scale,
     )
     ProxyTrainer(cfg).train(model, digits, init_fn)
     return model[-1].weight.detach() - before
 
 
-def test_init_lr_scale_applies_only_when_init_fn_loaded_something(digits):
+def test_init_learning_rate_scale_applies_only_when_init_fn_loaded_something(digits):
     from fnas_env.knowledge_pool import InitStats
 
     loaded = InitStats(hit_ratio=1.0, exact_ratio=0.0, lookup_ms=0.0, blocks=1, hits=1)

@@ -84,7 +84,7 @@ class ProxyEvaluator(Evaluator):
             dataset with ``width``). Its ``resolution``, ``in_channels`` and ``num_classes`` are
             always taken from the dataset (after ``train_config.resolution``).
         train_config: proxy-training settings (default ``TrainConfig()``). Its
-            ``init_lr_scale`` multiplies the peak lr of candidates the pool
+            ``init_learning_rate_scale`` multiplies the peak lr of candidates the pool
             initialised (default 1.0: the from-scratch lr).
         latency_model: cost model for the reward (default
             ``LatencyModel("measured")``: batch-1 CPU latency in ms, cached per

@@ -149,7 +149,7 @@ class TrainConfig:
             non-CUDA device raises ``ValueError`` when the trainer is made.
         amp_dtype: ``"bfloat16"`` or ``"float16"`` (with a ``GradScaler``). Default
             None: bfloat16 where the GPU supports it, else float16.
-        init_lr_scale: multiplies the peak ``learning_rate`` of a run whose ``init_fn``
+        init_learning_rate_scale: multiplies the peak ``learning_rate`` of a run whose ``init_fn``
             initialised the model (e.g. from the knowledge pool), so that inherited
             trained weights are fine-tuned rather than washed out by the
             from-scratch learning rate (default 1.0: the same rate; 0 < scale). A
@@ -179,7 +179,7 @@ class TrainConfig:
     channels_last: bool = True
     amp: bool | None = None
     amp_dtype: str | None = None
-    init_lr_scale: float = 1.0
+    init_learning_rate_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -197,9 +197,10 @@ class TrainConfig:
             raise ValueError(
                 f"learning_rate must be a positive finite number, got {self.learning_rate}"
             )
-        if not (self.init_lr_scale > 0 and math.isfinite(self.init_lr_scale)):
+        if not (self.init_learning_rate_scale > 0 and math.isfinite(self.init_learning_rate_scale)):
             raise ValueError(
-                f"init_lr_scale must be a positive finite number, got {self.init_lr_scale}"
+                "init_learning_rate_scale must be a positive finite number, "
+                f"got {self.init_learning_rate_scale}"
             )
         if self.max_iterations is not None and self.max_iterations < 1:
             raise ValueError(
@@ -333,7 +334,7 @@ class ProxyTrainer:
 
         ``init_fn(model)`` runs first (e.g. initialise blocks from a knowledge
         pool); its return value is passed through as ``TrainResult.init``. A model
-        it initialised trains with peak learning rate ``learning_rate * init_lr_scale``.
+        it initialised trains with peak learning rate ``learning_rate * init_learning_rate_scale``.
 
         Without the keyword arguments below the loop is the plain proxy loop (one
         host read of the loss per epoch, nothing written).
@@ -387,7 +388,7 @@ class ProxyTrainer:
                 t0 = time.perf_counter()
                 lr = cfg.learning_rate
                 if init_fn is not None and _initialised(init):
-                    lr = cfg.learning_rate * cfg.init_lr_scale
+                    lr = cfg.learning_rate * cfg.init_learning_rate_scale
                 hooks = None
                 if checkpoint is not None or on_epoch is not None or on_step is not None:
                     hooks = _EpochHooks(
