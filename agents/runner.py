@@ -447,7 +447,9 @@ def _run_rl(
     critic = buffer = None
     try:
         if settings.method == "fnas":
-            space = venv.get_attr("search_space", indices=[0])[0]
+            from agents.seam import SearchEnvs
+
+            space = SearchEnvs(venv).search_space
             critic = open_critic(
                 run, space.name, settings.seed, transfer=options.get("transfer_critic")
             )
