@@ -16,7 +16,6 @@ method, seed) and lives in a :class:`~fnas_env.run.RunFolder`. The steps:
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import time
@@ -54,22 +53,12 @@ __all__ = [
 MEASURED_TARGET_ENVS = ("FNAS-MNAS-v0",)
 
 
-def fnas_env_ids() -> list[str]:
-    """The env ids ``import fnas_env`` registers."""
-    return [name for name in gym.registry if name.startswith("FNAS-")]
-
-
 def check_env_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> None:
     """Raise ``ValueError`` for an unknown env id or a keyword its factory does not take."""
-    ids = fnas_env_ids()
-    if env_id not in ids:
-        raise ValueError(f"unknown env {env_id!r}; the FNAS envs are {', '.join(ids)}")
-    factory = gym.registry[env_id].entry_point
-    if isinstance(factory, str):
-        module, name = factory.split(":")
-        factory = getattr(__import__(module, fromlist=[name]), name)
-    accepted = set(inspect.signature(factory).parameters)
-    unknown = sorted(set(env_kwargs) - accepted)
+    from fnas_env.envs import env_options
+
+    accepted = env_options(env_id)
+    unknown = sorted(set(env_kwargs) - set(accepted))
     if unknown:
         raise ValueError(
             f"{env_id} takes no option {', '.join(map(repr, unknown))}; "

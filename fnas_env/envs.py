@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 
 from fnas_env.env import NASEnv
 from fnas_env.evaluators.base import Evaluator
 from fnas_env.reward import RewardConfig, reward_config
 
-__all__ = ["make_nb201_env", "make_macro_env", "make_anb_env", "make_mnas_env"]
+__all__ = ["make_nb201_env", "make_macro_env", "make_anb_env", "make_mnas_env", "env_options"]
 
 PathLike = str | os.PathLike | None
+
+
+def env_options(env_id: str) -> tuple[str, ...]:
+    """The keyword arguments ``gym.make(env_id, ...)`` takes, for an FNAS env id.
+
+    Raises:
+        ValueError: ``env_id`` is not an FNAS env (``fnas_env.ENV_SPACES``).
+    """
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    from fnas_env import ENV_SPACES
+
+    if env_id not in ENV_SPACES:
+        raise ValueError(f"unknown env {env_id!r}; the FNAS envs are {', '.join(ENV_SPACES)}")
+    factory = load_env_creator(gym.registry[env_id].entry_point)
+    return tuple(inspect.signature(factory).parameters)
 
 
 def make_nb201_env(

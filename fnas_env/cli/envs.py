@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 from typing import Any
 
@@ -14,27 +13,23 @@ examples:
 """
 
 #: per env id: what scores an architecture and the data it needs
-CATALOG: dict[str, dict[str, str | None]] = {
+CATALOG: dict[str, dict[str, str]] = {
     "FNAS-MNAS-v0": {
         "evaluator": "real proxy training (+ knowledge pool), latency from a per-layer table",
         "data": "none by default (digits ships with scikit-learn); torchvision datasets "
         "under --data-root (or --download), or an ImageFolder folder",
-        "file": None,
     },
     "FNAS-NB201-v0": {
         "evaluator": "NAS-Bench-201 table lookup (cifar10, cifar100, ImageNet16-120)",
         "data": "the NAS-Bench-201 table under FNAS_BENCHMARK_DIR",
-        "file": "fnas_env.evaluators.tabular:NB201_FILE",
     },
     "FNAS-Macro-v0": {
         "evaluator": "NAS-Bench-Macro table lookup (CIFAR-10)",
         "data": "the NAS-Bench-Macro table under FNAS_BENCHMARK_DIR",
-        "file": "fnas_env.evaluators.tabular:MACRO_FILE",
     },
     "FNAS-ANB-v0": {
         "evaluator": "Accel-NASBench surrogate (ImageNet accuracy, device latency/throughput)",
         "data": "the Accel-NASBench archive under FNAS_BENCHMARK_DIR",
-        "file": "fnas_env.evaluators.anb:ANB_FILE",
     },
 }
 #: factory arguments every env takes (listed once, not per env)
@@ -54,12 +49,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _benchmark_files() -> dict[str, str]:
+    """The benchmark file each table env reads (relative to ``FNAS_BENCHMARK_DIR``)."""
+    from fnas_env.evaluators.anb import ANB_FILE
+    from fnas_env.evaluators.tabular import MACRO_FILE, NB201_FILE
+
+    return {"FNAS-NB201-v0": NB201_FILE, "FNAS-Macro-v0": MACRO_FILE, "FNAS-ANB-v0": ANB_FILE}
+
+
 def describe(env_id: str) -> dict[str, Any]:
     """What ``fnas envs`` prints about ``env_id`` (no env is built, no data is read)."""
-    import gymnasium as gym
 
     from fnas_env import ENV_SPACES
     from fnas_env.env import nas_spaces
+    from fnas_env.envs import env_options
     from fnas_env.evaluators.base import default_benchmark_dir
     from fnas_env.spaces import get_space
 
@@ -67,13 +70,10 @@ def describe(env_id: str) -> dict[str, Any]:
     space = get_space(ENV_SPACES[env_id])
     observation, action = nas_spaces(space)
     _, one_shot_action = nas_spaces(space, one_shot=True)
-    module, name = str(gym.registry[env_id].entry_point).split(":")
-    factory = getattr(__import__(module, fromlist=[name]), name)
-    options = [p for p in inspect.signature(factory).parameters if p not in COMMON]
+    options = [p for p in env_options(env_id) if p not in COMMON]
     data_status = "bundled"
-    if info["file"] is not None:
-        file_module, file_name = str(info["file"]).split(":")
-        relative = getattr(__import__(file_module, fromlist=[file_name]), file_name)
+    relative = _benchmark_files().get(env_id)
+    if relative is not None:
         base = default_benchmark_dir()
         found = base is not None and (base / relative).is_file()
         data_status = f"{relative}: {'found' if found else 'missing'}"

@@ -47,59 +47,9 @@ state is touched.
 
 from __future__ import annotations
 
-from fnas_env.report.data import (
-    DEFAULT_WINDOWS,
-    DPI,
-    FRONT_PANEL_SIZE,
-    PROGRESS_SIZE,
-    SAMPLED_KINDS,
-    ChoiceShares,
-    Curve,
-    FrontData,
-    FrontPanel,
-    FrontSeries,
-    ProgressData,
-    RunData,
-    choice_shares,
-    front_data,
-    group_label,
-    group_runs,
-    load_run,
-    progress_data,
-    running_best,
-)
-from fnas_env.report.figures import (
-    group_colors,
-    plot_choices,
-    plot_front,
-    plot_progress,
-)
-from fnas_env.report.summary import Report, write_report
+from fnas_env.report import data, figures, summary
+from fnas_env.report.data import *  # noqa: F403 - the package's public names
+from fnas_env.report.figures import *  # noqa: F403
+from fnas_env.report.summary import *  # noqa: F403
 
-__all__ = [
-    "RunData",
-    "Curve",
-    "ProgressData",
-    "FrontSeries",
-    "FrontPanel",
-    "FrontData",
-    "ChoiceShares",
-    "load_run",
-    "group_runs",
-    "group_label",
-    "running_best",
-    "progress_data",
-    "front_data",
-    "choice_shares",
-    "DPI",
-    "PROGRESS_SIZE",
-    "FRONT_PANEL_SIZE",
-    "DEFAULT_WINDOWS",
-    "SAMPLED_KINDS",
-    "group_colors",
-    "plot_progress",
-    "plot_front",
-    "plot_choices",
-    "Report",
-    "write_report",
-]
+__all__ = [*data.__all__, *figures.__all__, *summary.__all__]

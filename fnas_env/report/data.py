@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -20,9 +20,6 @@ from fnas_env.record import RecordEntry, SearchCounters
 from fnas_env.run import RunFolder, RunSettings, pareto_front
 from fnas_env.spaces import SearchSpace, get_space
 from fnas_env.spaces.base import Decision
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "RunData",

@@ -9,11 +9,6 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
-
 
 from fnas_env.report.data import (
     DEFAULT_WINDOWS,
