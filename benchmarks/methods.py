@@ -93,6 +93,9 @@ class FNASSettings:
         verify_best: the gate evaluates would-be incumbents.
         encoding: what V and U see, ``"one_hot"`` (the paper's) or ``"features"``
             (:meth:`~fnas_env.spaces.base.SearchSpace.features`: NB201 adds path encoding).
+        selection: which architectures the gate activates, ``"uncertainty"`` (the
+            paper's: the most uncertain) or ``"ucb"`` (the most promising by V + kappa U).
+        kappa: weight of U in the ``"ucb"`` score.
         critic: ``"learnt"`` (V/U networks) or ``"oracle"`` (the benchmark's true reward,
             uninformative U: :class:`benchmarks.oracle.OracleCritic`, tables only).
         critic_kwargs: extra :class:`~wrappers.critic.UncertaintyCritic` arguments.
@@ -115,6 +118,8 @@ class FNASSettings:
     verify_best: bool = True
     critic: str = "learnt"
     encoding: str = "one_hot"
+    selection: str = "uncertainty"
+    kappa: float = 1.0
     critic_kwargs: dict[str, Any] = field(default_factory=dict)
     transfer_critic: str | None = None
     transfer_warmup: int = 10
@@ -262,6 +267,8 @@ def _ppo_run(
                 max_relative_error=settings.max_relative_error,
                 quality_window=window,
                 encoding=settings.encoding,
+                selection=settings.selection,
+                kappa=settings.kappa,
             )
         overrides: dict[str, Any] = dict(settings.controller)
         if uac:

@@ -343,6 +343,71 @@ def test_max_uncertainty_caps_the_adaptive_threshold():
     assert stream_fraction(gate, 600, np.random.default_rng(0)) == pytest.approx(0.1, abs=0.04)
 
 
+@pytest.mark.parametrize("kappa", [0.0, 1.0])
+def test_ucb_selection_activates_the_most_promising_fraction(kappa):
+    """selection='ucb': the activated architectures are the top (1 - trusted_fraction) by
+    V + kappa * U of the stream, whatever U alone says."""
+    v_rng, u_rng = np.random.default_rng(7), np.random.default_rng(8)
+    values: dict[tuple, tuple[float, float]] = {}
+
+    def vu(choices):
+        if choices not in values:
+            values[choices] = (60.0 + 10.0 * v_rng.random(), u_rng.random())
+        return values[choices]
+
+    critic = ScriptedCritic(lambda c: vu(c)[1], value=lambda c: vu(c)[0])
+    gate = UncertaintyGate(
+        one_shot_env(),
+        critic,
+        trusted_fraction=0.9,
+        warmup=0,
+        window=100,
+        max_relative_error=None,
+        verify_best=False,
+        selection="ucb",
+        kappa=kappa,
+    )
+    rng = np.random.default_rng(0)
+    scores, trusted = [], []
+    for _ in range(600):
+        arch = SPACE.sample(rng)
+        _, _, _, _, info = final_step(gate, arch.choices)
+        if info["cached"]:
+            continue
+        v, u = vu(arch.choices)
+        scores.append(v + kappa * u)
+        trusted.append(info["trusted"])
+    scores, trusted = np.array(scores[200:]), np.array(trusted[200:])
+    assert trusted.mean() == pytest.approx(0.9, abs=0.04)
+    # every activated one scores above every trusted one's threshold: the top tenth
+    assert scores[~trusted].min() > np.quantile(scores, 0.8)
+    assert np.median(scores[~trusted]) > np.quantile(scores, 0.9)
+
+
+def test_ucb_and_uncertainty_selection_disagree_on_a_promising_certain_architecture():
+    """A high-V, low-U architecture: the paper's rule trusts it, UCB activates it."""
+
+    def value(c):
+        return 90.0 if c[0] == 2 else 50.0
+
+    def uncertainty(c):
+        return 0.0 if c[0] == 2 else 1.0
+
+    verdicts = {}
+    for selection in ("uncertainty", "ucb"):
+        gate = UncertaintyGate(
+            one_shot_env(),
+            ScriptedCritic(uncertainty, value=value),
+            threshold=0.5 if selection == "uncertainty" else 60.0,
+            warmup=0,
+            max_relative_error=None,
+            verify_best=False,
+            selection=selection,
+        )
+        verdicts[selection] = final_step(gate, [2] + [1] * 7)[4]["trusted"]
+    assert verdicts == {"uncertainty": True, "ucb": False}
+
+
 def test_warmup_never_trusts():
     evaluator = SyntheticMacro()
     critic = ScriptedCritic(lambda c: 0.0)  # always sure of itself
@@ -592,6 +657,9 @@ def test_learnt_critic_ranks_and_gate_trusts_where_it_is_accurate():
         ({"critic": object()}, "predict"),
         ({"critic": UncertaintyCritic(DIM + 1, hidden=4)}, "one search space"),
         ({"update_steps": -2}, "update_steps"),
+        ({"selection": "greedy"}, "selection"),
+        ({"kappa": -1.0}, "kappa"),
+        ({"kappa": float("nan")}, "kappa"),
     ],
 )
 def test_gate_rejects_bad_arguments(kwargs, message):

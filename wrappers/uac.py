@@ -26,11 +26,21 @@ from fnas_env.arch import Architecture
 from fnas_env.evaluators.base import Evaluation
 from wrappers.pending import VecArchitectureWrapper
 
-__all__ = ["TrustRule", "Decision", "UncertaintyGate", "VecUncertaintyGate", "ENCODINGS"]
+__all__ = [
+    "TrustRule",
+    "Decision",
+    "UncertaintyGate",
+    "VecUncertaintyGate",
+    "ENCODINGS",
+    "SELECTIONS",
+]
 
 #: what V and U see of an architecture: the paper's one-hot expanded embedding, or the
 #: space's ``features`` (NB201 adds its cell's path encoding; other spaces: the one-hot)
 ENCODINGS = ("one_hot", "features")
+#: which architectures the adaptive threshold activates: the most uncertain (the
+#: paper's U rule) or the most promising by the optimistic score V + kappa * U
+SELECTIONS = ("uncertainty", "ucb")
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,7 @@ class Decision:
     embedding: np.ndarray
     v: float  # predicted reward
     u: float  # predicted error of v
-    threshold: float
+    threshold: float  # in units of the rule's score (U, or V + kappa * U)
     trust: bool
     cached: bool
 
@@ -77,8 +87,19 @@ class TrustRule:
     beyond half of a batch and resamples until untrusted ones fill it, so with a
     gate that trusts more than half, every batch holds exactly half trusted
     samples (the paper's 2x) and the untrusted half is the most uncertain
-    architectures. ``max_uncertainty`` adds an absolute ceiling to the adaptive
-    threshold.
+    architectures. ``max_uncertainty`` adds an absolute ceiling on U.
+
+    ## Selection (beyond the paper)
+
+    ``selection="uncertainty"`` (default) is the paper's rule: the threshold is
+    on U, so the activated architectures are the most uncertain ones.
+    ``selection="ucb"`` puts the threshold on the optimistic score
+    ``V + kappa * U`` instead: the activated ones are the most *promising* of
+    the sampled architectures (an upper confidence bound, as acquisition
+    functions of predictor-based NAS such as BANANAS do), the rest are trusted.
+    With ``trusted_fraction=0.9`` the controller's proposals are screened ten
+    to one; the batch rule's ``max_trusted_fraction`` still bounds how many
+    trusted samples PPO learns from.
 
     ## When the critic is trusted at all
 
@@ -140,6 +161,10 @@ class TrustRule:
     - ``window``: U values the adaptive quantile looks back over (default 200).
     - ``metrics_window``: untrusted samples the correlation metrics use (default 200).
     - ``max_uncertainty``: never trust above this U, adaptive or not (default None).
+    - ``selection``: ``"uncertainty"`` (default, the paper's) or ``"ucb"`` (see
+      Selection).
+    - ``kappa``: weight of U in the ``"ucb"`` score (default 1.0; U is the size
+      of V's error, so 1.0 is one typical error of optimism).
     - ``trust_enabled``: initial value of :attr:`trust_enabled` (default True).
     - ``verify_best``: evaluate every architecture whose V beats the best activated
       reward so far (default True; see above).
@@ -161,6 +186,8 @@ class TrustRule:
         max_relative_error: float | None = 1.0,
         quality_window: int = 20,
         encoding: str = "one_hot",
+        selection: str = "uncertainty",
+        kappa: float = 1.0,
     ):
         if isinstance(threshold, str):
             if threshold != "adaptive":
@@ -176,8 +203,14 @@ class TrustRule:
             )
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+        if not (isinstance(kappa, int | float) and math.isfinite(kappa) and kappa >= 0):
+            raise ValueError(f"kappa must be a finite number >= 0, got {kappa!r}")
         self.space = space
         self.encoding = encoding
+        self.selection = selection
+        self.kappa = float(kappa)
         width = space.embedding_dim if encoding == "one_hot" else space.feature_dim
         if critic is None:
             from wrappers.critic import UncertaintyCritic
@@ -214,10 +247,11 @@ class TrustRule:
         self.best_reward = -math.inf  # best really evaluated (non-failed) reward
         self.num_verified = 0  # evaluated because V beat best_reward (U alone would trust)
         self._activated: set[Architecture] = set()  # really evaluated (not failed)
-        # the last `window` architectures and their U under the critic version `_u_version`
+        # the last `window` architectures and their scores under the critic version
+        # `_score_version`
         self._recent_x: deque[np.ndarray] = deque(maxlen=int(window))
-        self._recent_u: deque[float] = deque(maxlen=int(window))
-        self._u_version: Any = None
+        self._recent_score: deque[float] = deque(maxlen=int(window))
+        self._score_version: Any = None
         # untrusted samples: V before training, true reward, U
         self._v: deque[float] = deque(maxlen=int(metrics_window))
         self._r: deque[float] = deque(maxlen=int(metrics_window))
@@ -239,15 +273,20 @@ class TrustRule:
             return self.space.one_hot(arch)
         return self.space.features(arch)
 
+    def score(self, v: np.ndarray | float, u: np.ndarray | float) -> np.ndarray | float:
+        """What the threshold is on: U (``"uncertainty"``) or V + kappa * U (``"ucb"``)."""
+        return u if self.selection == "uncertainty" else v + self.kappa * u
+
     def current_threshold(self) -> float:
-        """The U threshold now (the adaptive quantile, NaN before any U was seen)."""
+        """The score threshold now (the adaptive quantile, NaN before any score was
+        seen); with ``selection="uncertainty"`` also capped at ``max_uncertainty``."""
         if self.threshold != "adaptive":
             limit = float(self.threshold)
-        elif self._recent_u:
-            limit = float(np.quantile(np.asarray(self._recent_u), self.trusted_fraction))
+        elif self._recent_score:
+            limit = float(np.quantile(np.asarray(self._recent_score), self.trusted_fraction))
         else:
             limit = math.nan
-        if self.max_uncertainty is not None:
+        if self.max_uncertainty is not None and self.selection == "uncertainty":
             limit = min(limit, float(self.max_uncertainty)) if math.isfinite(limit) else limit
         return limit
 
@@ -280,9 +319,12 @@ class TrustRule:
         v, u = float(v_pred[0]), float(u_pred[0])
         if cached:
             return Decision(arch, embedding, v, u, self.current_threshold(), False, True)
-        self._remember_uncertainty(embedding, u)
+        score = float(self.score(v, u))
+        self._remember_score(embedding, score)
         limit = self.current_threshold()
-        trust = self.trust_enabled and math.isfinite(v) and u <= limit and self.critic_ready()
+        trust = self.trust_enabled and math.isfinite(v) and score <= limit and self.critic_ready()
+        if trust and self.max_uncertainty is not None:
+            trust = u <= self.max_uncertainty
         if trust and self.verify_best and v > self.best_reward > -math.inf:
             if arch not in self._activated:
                 trust = False
@@ -317,20 +359,20 @@ class TrustRule:
         self._error_count += 1
         self.critic.update(decision.embedding[None], [reward], steps=self.update_steps)
 
-    def _remember_uncertainty(self, embedding: np.ndarray, u: float) -> None:
-        """Keep the window's U values those of the current critic (U shrinks as it learns)."""
+    def _remember_score(self, embedding: np.ndarray, score: float) -> None:
+        """Keep the window's scores those of the current critic (U shrinks as it learns)."""
         version = getattr(self.critic, "num_updates", None)
         if (
             self.threshold == "adaptive"
             and self._recent_x
-            and (version is None or version != self._u_version)
+            and (version is None or version != self._score_version)
         ):
-            _, fresh = self.critic.predict(np.stack(self._recent_x))
-            self._recent_u.clear()
-            self._recent_u.extend(float(f) for f in fresh)
-        self._u_version = version
+            v, u = self.critic.predict(np.stack(self._recent_x))
+            self._recent_score.clear()
+            self._recent_score.extend(float(f) for f in self.score(np.asarray(v), np.asarray(u)))
+        self._score_version = version
         self._recent_x.append(embedding)
-        self._recent_u.append(u)
+        self._recent_score.append(score)
 
     # ---- metrics ---------------------------------------------------------------------
     def metrics(self) -> dict[str, float]:
@@ -351,7 +393,7 @@ class TrustRule:
         - ``u_error_pearson``, ``u_error_spearman``: correlation of U with V's
           actual error, recent untrusted samples (biased towards high U once trust
           starts: trusted samples are never checked).
-        - ``threshold``: the U threshold now.
+        - ``threshold``: the score threshold now (U, or V + kappa * U with ``"ucb"``).
         - ``critic_updates``: the critic's minibatch steps; ``critic_samples``: its
           training-set size.
         """
