@@ -74,12 +74,15 @@ def build_search(
     gate_kwargs: dict[str, Any] | None = None,
     controller_kwargs: dict[str, Any] | None = None,
     env_wrapper: Any | None = None,
+    envs: int | None = None,
 ) -> Search:
     """The controller and its envs for ``method`` (a key of :data:`METHOD_MODULES`).
 
     ``architectures_per_update`` is the PPO batch in architectures, split over the
-    ``workers`` envs (it must divide by ``workers``). ``env_wrapper(env)`` wraps every
-    worker's env (e.g. a simulated training time).
+    ``envs`` envs (default: one env per worker; the batch must divide by them). More
+    envs than ``workers`` share the workers (:class:`RayVecEnv`'s ``num_workers``):
+    with ``envs=architectures_per_update`` the search is the same at every worker
+    count. ``env_wrapper(env)`` wraps every env (e.g. a simulated training time).
     """
     from agents.fnas_ppo import make_fnas_controller
     from fnas_env.ray_vec_env import RayVecEnv, _make_env
@@ -89,9 +92,12 @@ def build_search(
 
     if method not in METHOD_MODULES:
         raise ValueError(f"unknown method {method!r}; choose from {sorted(METHOD_MODULES)}")
-    if architectures_per_update % workers:
+    n_envs = workers if envs is None else int(envs)
+    if not 1 <= workers <= n_envs:
+        raise ValueError(f"workers={workers} must be between 1 and envs={n_envs}")
+    if architectures_per_update % n_envs:
         raise ValueError(
-            f"architectures_per_update={architectures_per_update} must divide by workers={workers}"
+            f"architectures_per_update={architectures_per_update} must divide by the {n_envs} envs"
         )
     modules = METHOD_MODULES[method]
 
@@ -99,7 +105,7 @@ def build_search(
         env = _make_env(env_id, env_kwargs, monitor=False)
         return env_wrapper(env) if env_wrapper is not None else env
 
-    venv = RayVecEnv([make] * workers)
+    venv = RayVecEnv([make] * n_envs, num_workers=workers)
     venv.seed(seed)
     record = VecSearchRecord(venv, record_path, seed=seed)
     env: Any = record
@@ -122,7 +128,7 @@ def build_search(
         aeb=modules["aeb"],
         experience_buffer=buffer if modules["aeb"] else None,
         seed=seed,
-        architectures_per_update=architectures_per_update // workers,
+        architectures_per_update=architectures_per_update // n_envs,
         **(controller_kwargs or {}),
     )
     return Search(model, venv, record, gate, critic if modules["uac"] else None, buffer)

@@ -11,14 +11,18 @@ Two questions:
   whether the larger parallel batch wastes samples (activated samples to the
   1-worker runs' median final best).
 
-Every run is the same search: ``--updates`` PPO updates of ``--batch`` architectures
-(split over the workers), the same seeds. One JSON line per run (``--jsonl``);
-``--table`` prints the report from those lines.
+Every run is ``--updates`` PPO updates of ``--batch`` architectures, the same seeds.
+By default each worker runs one env and the batch is split over them; with
+``--envs N`` every run has ``N`` envs that share the workers (list scheduling, see
+:class:`~fnas_env.ray_vec_env.RayVecEnv`), so with ``--envs`` equal to ``--batch``
+the search is the same at every worker count and only the wall time changes. One
+JSON line per run (``--jsonl``); ``--table`` prints the report from those lines,
+one table per env, batch and ``--envs``.
 
     python benchmarks/scaling.py --env mnas --workers 1 2 --seeds 3000 3001 --updates 4 \\
         --jsonl benchmarks/results/records/scaling.jsonl
-    python benchmarks/scaling.py --env anb --workers 1 8 --seeds 3000 3001 3002 3003 3004 \\
-        --updates 25 --jsonl benchmarks/results/records/scaling.jsonl
+    python benchmarks/scaling.py --env anb --workers 8 1 --seeds 3000 3001 3002 3003 3004 \\
+        --updates 7 --batch 32 --envs 32 --jsonl benchmarks/results/records/scaling.jsonl
     python benchmarks/scaling.py --table benchmarks/results/records/scaling.jsonl
 """
 
@@ -81,6 +85,7 @@ def run_one(args: argparse.Namespace, workers: int, seed: int) -> dict[str, Any]
             seed,
             args.batch,
             env_wrapper=_wrapper(args.time_scale if args.env == "anb" else None),
+            envs=args.envs,
         )
         wall = search.run_updates(args.updates)
     entries = search.record.record.entries
@@ -93,6 +98,7 @@ def run_one(args: argparse.Namespace, workers: int, seed: int) -> dict[str, Any]
         "seed": seed,
         "updates": args.updates,
         "batch": args.batch,
+        "envs": args.envs,
         "time_scale": args.time_scale if args.env == "anb" else None,
         "wall_s": wall,
         "activated": len(activated),
@@ -114,9 +120,12 @@ def activated_to(rewards: list[float], target: float) -> float:
 
 def table(path: str) -> str:
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = (r["env"], r["method"], r["updates"], r["batch"], r.get("envs") or 0)
+        groups.setdefault(key, []).append(r)
     out = []
-    for env in sorted({r["env"] for r in rows}):
-        runs = [r for r in rows if r["env"] == env]
+    for (env, method, updates, batch, envs), runs in sorted(groups.items()):
         by_workers: dict[int, list[dict]] = {}
         for r in runs:
             by_workers.setdefault(r["workers"], []).append(r)
@@ -125,9 +134,9 @@ def table(path: str) -> str:
         lower = sorted(r["final_best"] for r in by_workers[base_w])[
             (len(by_workers[base_w]) - 1) // 2
         ]
+        sharing = f"{envs} envs share the workers" if envs else "one env per worker"
         out.append(
-            f"#### {env} (method {runs[0]['method']}, {runs[0]['updates']} updates of "
-            f"{runs[0]['batch']} architectures)"
+            f"#### {env} (method {method}, {updates} updates of {batch} architectures, {sharing})"
         )
         out.append("")
         out.append(
@@ -163,6 +172,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[3000])
     p.add_argument("--updates", type=int, default=4, help="PPO updates per search")
     p.add_argument("--batch", type=int, default=8, help="architectures per PPO update")
+    p.add_argument(
+        "--envs",
+        type=int,
+        default=None,
+        help="envs sharing the workers (default: one env per worker)",
+    )
     p.add_argument("--time-scale", type=float, default=5e-4, help="ANB: seconds per train_time s")
     p.add_argument("--target", type=float, default=None, help="MNAS: fixed latency target T")
     p.add_argument("--ray-cpus", type=int, default=None, help="logical CPUs of the local Ray")

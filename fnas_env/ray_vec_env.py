@@ -1,11 +1,13 @@
 """Parallel evaluation on Ray: a VecEnv whose environments live in Ray actors.
 
-Each env runs in its own Ray actor with the resources it asks for (``num_cpus``,
-``num_gpus``, fractions allowed), on this machine's cores or on a cluster. The
-controller, the UAC critic (:class:`wrappers.uac.VecUncertaintyGate`) and the
-search record (:class:`wrappers.record.VecSearchRecord`) stay in the driver
-process; only architectures and results travel. Ray is an optional extra:
-``pip install -e ".[ray]"``.
+Each env runs in its own Ray actor, on this machine's cores or on a cluster. There
+can be more envs than workers (``num_workers``): a step's evaluations then queue in
+the driver and each starts on the next worker to finish (list scheduling), so a
+step of ``N`` evaluations on ``W`` workers lasts about ``N / W`` evaluations, not as
+long as the slowest of ``W`` lockstep ones. The controller, the UAC critic
+(:class:`wrappers.uac.VecUncertaintyGate`) and the search record
+(:class:`wrappers.record.VecSearchRecord`) stay in the driver process; only
+architectures and results travel. Ray is an optional extra: ``pip install -e ".[ray]"``.
 
 A cluster: ``ray start --head`` on one machine, ``ray start --address=<head>:6379``
 on the others, then pass ``address="<head>:6379"`` (or set ``RAY_ADDRESS``). Every
@@ -115,10 +117,19 @@ class _EnvWorker:
 class RayVecEnv(VecEnv):
     """SB3 VecEnv whose envs live in Ray actors: evaluations run in parallel.
 
-    ``step_async`` sends every env its action at once; ``step_wait`` collects the
-    results (auto-reset as in ``DummyVecEnv``: ``terminal_observation`` and
-    ``TimeLimit.truncated`` in ``info``). ``get_attr``, ``set_attr``, ``env_method``
-    and ``env_is_wrapped`` reach the envs in their actors.
+    ``step_async`` starts the evaluations (the steps that end an episode) of the first
+    ``num_workers`` envs; ``step_wait`` starts each next one as soon as a running one
+    returns (list scheduling: a worker that finishes early takes the next
+    evaluation) and returns when every env has stepped, with the results in env
+    order (auto-reset as in ``DummyVecEnv``: ``terminal_observation`` and
+    ``TimeLimit.truncated`` in ``info``). Each env keeps its own actor, so its state
+    and results are the same whatever the number of workers. Steps that evaluate
+    nothing (the tokens before an episode's last), ``reset``, ``get_attr``,
+    ``set_attr``, ``env_method`` and ``env_is_wrapped`` reach every env's actor at
+    once: they do not queue.
+
+    A PPO batch of ``N`` architectures on ``W`` workers: ``N`` envs (one architecture
+    each per update) and ``num_workers=W``; the search is the same at every ``W``.
 
     A worker that dies (its process crashed or was killed, its node left) is
     replaced by a new actor, brought back to the episode's position (reset, the
@@ -132,10 +143,16 @@ class RayVecEnv(VecEnv):
 
     Args:
         env_fns: one picklable factory per env (cloudpickle: lambdas work).
-        num_cpus: CPUs each actor reserves (default 1; fractions allowed).
-        num_gpus: GPUs each actor reserves (default 0; fractions such as 0.25 share
-            one GPU); Ray sets the actor's ``CUDA_VISIBLE_DEVICES``, so an env with
-            ``device="auto"`` trains on the GPU it was given.
+        num_workers: how many evaluations run at once (default None: one worker per
+            env, every env's step at once); at most ``len(env_fns)``.
+        num_cpus: CPUs of one worker (default 1; fractions allowed). Each env's
+            actor reserves its share, ``num_cpus * num_workers / num_envs``.
+        num_gpus: GPUs of one worker (default 0; fractions such as 0.25 share one
+            GPU), shared out as ``num_cpus``; Ray sets each actor's
+            ``CUDA_VISIBLE_DEVICES``, so an env with ``device="auto"`` trains on the
+            GPU it was given. Ray places actors, not steps: with more envs than
+            workers, two envs that share a GPU can train at once while another GPU
+            waits, so GPU workers do best with one env each (or one GPU per env).
         address: Ray cluster to join (``"host:port"``, ``"auto"`` or ``"ray://..."``);
             default None: ``$RAY_ADDRESS`` if set, else a local Ray on this machine's
             cores (started here unless Ray is already initialised).
@@ -156,6 +173,7 @@ class RayVecEnv(VecEnv):
     def __init__(
         self,
         env_fns: Sequence[Callable[[], gym.Env]],
+        num_workers: int | None = None,
         num_cpus: float = 1.0,
         num_gpus: float = 0.0,
         address: str | None = None,
@@ -171,22 +189,32 @@ class RayVecEnv(VecEnv):
             raise ValueError(f"num_cpus and num_gpus must be >= 0, got {num_cpus}, {num_gpus}")
         if int(max_retries) < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        n_envs = len(env_fns)
+        workers = n_envs if num_workers is None else num_workers
+        if isinstance(workers, bool) or not isinstance(workers, int | np.integer):
+            raise TypeError(f"num_workers must be an int or None, got {num_workers!r}")
+        if not 1 <= workers <= n_envs:
+            raise ValueError(
+                f"num_workers must be between 1 and the {n_envs} envs, got {num_workers}"
+            )
+        #: how many env steps run at once
+        self.num_workers = int(workers)
         self._owns_ray = _init_ray(address, connect_timeout, ray_init_kwargs or {})
-        self._remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(_EnvWorker)
+        share = self.num_workers / n_envs
+        self._remote = ray.remote(num_cpus=num_cpus * share, num_gpus=num_gpus * share)(_EnvWorker)
         self._env_fns = list(env_fns)
         self.max_retries = int(max_retries)
         self.failed_reward = float(failed_reward)
         #: actors started to replace dead workers
         self.worker_restarts = 0
         self._actors = [self._remote.remote(fn) for fn in self._env_fns]
-        try:
-            obs_space, action_space, metadata, render_mode = ray.get(
-                self._actors[0].spaces.remote()
-            )
+        try:  # every env built before the first step: a search's clock starts here
+            spaces = ray.get([actor.spaces.remote() for actor in self._actors])
         except ray.exceptions.RayError as exc:
             self.close()
-            raise RuntimeError(f"the first Ray env worker could not build its env: {exc}") from exc
-        super().__init__(len(self._env_fns), obs_space, action_space)
+            raise RuntimeError(f"a Ray env worker could not build its env: {exc}") from exc
+        obs_space, action_space, metadata, render_mode = spaces[0]
+        super().__init__(n_envs, obs_space, action_space)
         self.metadata = metadata
         self.render_mode = render_mode
         horizons = self._optional_attr("horizon")
@@ -197,7 +225,8 @@ class RayVecEnv(VecEnv):
         self._episode_options: list[dict | None] = [None] * self.num_envs
         self._calls: list[list[tuple[str, tuple, dict]]] = [[] for _ in range(self.num_envs)]
         self._actions: np.ndarray | None = None
-        self._futures: list[Any] = []
+        self._running: dict[Any, int] = {}  # future of a started step -> its env
+        self._queued: list[int] = []  # envs whose evaluation waits for a free worker
 
     # ---- VecEnv API ----------------------------------------------------------------
     def reset(self) -> VecEnvObs:
@@ -219,19 +248,36 @@ class RayVecEnv(VecEnv):
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions)
-        self._futures = [
-            actor.step.remote(self._actions[i]) for i, actor in enumerate(self._actors)
-        ]
+        self._running = {}
+        self._queued = []
+        for i in range(self.num_envs):
+            if self._final_step(i):
+                self._queued.append(i)
+            else:  # a token before the last: nothing to evaluate, no queue
+                self._start(i)
+        for _ in range(min(self.num_workers, len(self._queued))):
+            self._start(self._queued.pop(0))
 
     def step_wait(self) -> VecEnvStepReturn:
         ray = _ray()
         assert self._actions is not None, "step_async() was not called"
-        observations, rewards, dones, infos = [], [], [], []
-        for i, future in enumerate(self._futures):
+        results: dict[int, tuple] = {}
+        while self._running:
+            done = list(self._running)  # nothing left to start: wait for them all
+            if self._queued:
+                done, _ = ray.wait(done, num_returns=1)
             try:
-                obs, reward, done, info, reset_info = ray.get(future)
-            except ray.exceptions.RayActorError as exc:
-                obs, reward, done, info, reset_info = self._recover(i, exc)
+                values = ray.get(done)
+            except ray.exceptions.RayActorError:
+                values = [self._get_or_recover(self._running[f], f) for f in done]
+            for future, value in zip(done, values):
+                i = self._running.pop(future)
+                results[i] = value
+                if self._queued and self._final_step(i):  # its worker takes the next
+                    self._start(self._queued.pop(0))
+        observations, rewards, dones, infos = [], [], [], []
+        for i in range(self.num_envs):
+            obs, reward, done, info, reset_info = results[i]
             observations.append(obs)
             rewards.append(reward)
             dones.append(done)
@@ -244,7 +290,6 @@ class RayVecEnv(VecEnv):
                 self.reset_infos[i] = reset_info
             else:
                 self._episode_actions[i].append(self._actions[i])
-        self._futures = []
         return (
             _stack(observations),
             np.asarray(rewards, dtype=np.float32),
@@ -296,6 +341,18 @@ class RayVecEnv(VecEnv):
         return self._call_each(None, lambda a: a.pid.remote())
 
     # ---- internals -----------------------------------------------------------------
+    def _start(self, index: int) -> None:
+        """Start env ``index``'s step of the pending actions."""
+        self._running[self._actors[index].step.remote(self._actions[index])] = index
+
+    def _get_or_recover(self, index: int, future: Any) -> tuple:
+        """Env ``index``'s step result, retried on a new actor if its worker died."""
+        ray = _ray()
+        try:
+            return ray.get(future)
+        except ray.exceptions.RayActorError as exc:
+            return self._recover(index, exc)
+
     def _call_each(self, indices: VecEnvIndices, call: Callable[[Any], Any]) -> list[Any]:
         return _ray().get([call(self._actors[i]) for i in self._get_indices(indices)])
 
@@ -427,12 +484,12 @@ def make_ray_vec_env(
 
     Args:
         env_id: a registered id (``fnas_env``'s ids are registered in every worker).
-        n_envs: number of envs (workers).
+        n_envs: number of envs (one Ray actor each).
         env_kwargs: ``gym.make`` keyword arguments of every env.
         seed: env ``i`` is reset with ``seed + i`` at the first reset (default None).
         monitor: wrap each env in SB3's ``Monitor`` (episode statistics; default True).
-        **ray_kwargs: :class:`RayVecEnv` arguments (``num_cpus``, ``num_gpus``,
-            ``address``, ``max_retries``, ...).
+        **ray_kwargs: :class:`RayVecEnv` arguments (``num_workers``, ``num_cpus``,
+            ``num_gpus``, ``address``, ``max_retries``, ...).
     """
     if int(n_envs) < 1:
         raise ValueError(f"n_envs must be a positive int, got {n_envs}")

@@ -8,6 +8,7 @@ import sys
 import time
 import warnings
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from stable_baselines3.common.monitor import Monitor
@@ -73,14 +74,17 @@ def run(venv, actions_list):
     return out
 
 
-@pytest.mark.parametrize("one_shot", [True, False])
-def test_same_results_as_dummy_vec_env(one_shot):
+@pytest.mark.parametrize(
+    ("one_shot", "n_envs", "workers"), [(True, 2, None), (False, 2, None), (False, 4, 2)]
+)
+def test_same_results_as_dummy_vec_env(one_shot, n_envs, workers):
+    """One env per worker, or more envs than workers: DummyVecEnv's results."""
     rng = np.random.default_rng(0)
     n = 3 * (1 if one_shot else SPACE.num_decisions)
-    shape = (2, SPACE.num_decisions) if one_shot else (2,)
+    shape = (n_envs, SPACE.num_decisions) if one_shot else (n_envs,)
     actions_list = [rng.integers(0, 3, size=shape) for _ in range(n)]
-    dummy = DummyVecEnv([env_fn(one_shot), env_fn(one_shot)])
-    remote = RayVecEnv([env_fn(one_shot), env_fn(one_shot)])
+    dummy = DummyVecEnv([env_fn(one_shot)] * n_envs)
+    remote = RayVecEnv([env_fn(one_shot)] * n_envs, num_workers=workers)
     try:
         expected, got = run(dummy, actions_list), run(remote, actions_list)
         assert np.array_equal(expected[0], got[0])
@@ -92,6 +96,56 @@ def test_same_results_as_dummy_vec_env(one_shot):
         assert remote.action_space == dummy.action_space
     finally:
         remote.close()
+
+
+class Timed(gym.Wrapper):
+    """Sleeps ``seconds`` at the last step of an episode; ``info`` says when it ran."""
+
+    def __init__(self, env: gym.Env, seconds: float) -> None:
+        super().__init__(env)
+        self.seconds = seconds
+
+    def step(self, action):
+        start = time.time()
+        time.sleep(self.seconds)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, {**info, "span": (start, time.time())}
+
+
+def timed_fn(seconds: float):
+    return lambda: Timed(NASEnv(Objective(), one_shot=True), seconds)
+
+
+def test_more_envs_than_workers_list_schedules_a_step():
+    """4 evaluations on 2 workers: never more than 2 at once, and the worker whose
+    evaluation ends first takes the next two while the long one runs (list scheduling),
+    so the step lasts as long as the long one, not two rounds of lockstep."""
+    venv = RayVecEnv([timed_fn(s) for s in (1.5, 0.3, 0.3, 0.3)], num_workers=2, num_cpus=1)
+    try:
+        assert venv.num_workers == 2 and venv.num_envs == 4
+        venv.reset()
+        actions = np.zeros((4, SPACE.num_decisions), dtype=np.int64)
+        start = time.time()
+        _, rewards, dones, infos = venv.step(actions)
+        elapsed = time.time() - start
+        assert dones.all() and list(rewards) == [objective(SPACE.from_choices([0] * 8))] * 4
+        spans = [info["span"] for info in infos]
+        for t in (s for s, _ in spans):  # at most 2 evaluations at any start time
+            assert sum(s <= t < e for s, e in spans) <= 2
+        assert spans[2][0] >= spans[1][1] and spans[3][0] >= spans[2][1]
+        assert spans[3][1] <= spans[0][1] + 0.25  # the short ones fit beside the long one
+        assert elapsed < 1.75  # lockstep pairs would take 1.5 + 0.3 s
+    finally:
+        venv.close()
+
+
+def test_num_workers_must_fit_the_envs():
+    with pytest.raises(ValueError, match="num_workers must be between 1 and the 2 envs"):
+        RayVecEnv([env_fn(), env_fn()], num_workers=3)
+    with pytest.raises(ValueError, match="num_workers"):
+        RayVecEnv([env_fn()], num_workers=0)
+    with pytest.raises(TypeError, match="num_workers must be an int"):
+        RayVecEnv([env_fn()], num_workers=1.5)
 
 
 def test_vec_env_api_and_an_sb3_algorithm():
