@@ -247,10 +247,51 @@ class WeightedRecurrentRolloutBuffer(RecurrentRolloutBuffer):
             chunk.append(np.arange(start, end))
             size += end - start
             if size >= batch_size:
-                yield self._get_samples(np.concatenate(chunk), env_change)
+                yield self._chunk_samples(chunk, env_change)
                 chunk, size = [], 0
         if chunk:
-            yield self._get_samples(np.concatenate(chunk), env_change)
+            yield self._chunk_samples(chunk, env_change)
+
+    def _chunk_samples(
+        self, chunk: list[np.ndarray], env_change: np.ndarray
+    ) -> WeightedRecurrentRolloutBufferSamples:
+        """The samples of whole episodes (each an index array); episodes of one length
+        need no padding, so their tensors are the rows in order (the same values
+        sb3-contrib's per-sequence padding gives, without its per-episode copies)."""
+        batch_inds = np.concatenate(chunk)
+        length = len(chunk[0])
+        if any(len(episode) != length for episode in chunk):
+            return self._get_samples(batch_inds, env_change)
+        self.seq_start_indices = np.arange(0, len(batch_inds), length)
+
+        def rows(array: np.ndarray) -> th.Tensor:
+            return th.tensor(array[batch_inds], device=self.device)
+
+        def states(array: np.ndarray) -> th.Tensor:
+            return self.to_torch(array[batch_inds][self.seq_start_indices].swapaxes(0, 1))
+
+        return WeightedRecurrentRolloutBufferSamples(
+            observations=rows(self.observations).reshape((len(batch_inds), *self.obs_shape)),
+            actions=rows(self.actions).reshape((len(batch_inds), *self.actions.shape[1:])),
+            old_values=rows(self.values).flatten(),
+            old_log_prob=rows(self.log_probs).flatten(),
+            advantages=rows(self.advantages).flatten(),
+            returns=rows(self.returns).flatten(),
+            lstm_states=RNNStates(
+                (
+                    states(self.hidden_states_pi).contiguous(),
+                    states(self.cell_states_pi).contiguous(),
+                ),
+                (
+                    states(self.hidden_states_vf).contiguous(),
+                    states(self.cell_states_vf).contiguous(),
+                ),
+            ),
+            episode_starts=rows(self.episode_starts).flatten(),
+            mask=th.tensor(np.ones_like(self.returns[batch_inds]), device=self.device).flatten(),
+            weights=rows(self.weights).flatten(),
+            replayed=rows(self.replayed).flatten(),
+        )
 
     def _get_samples(  # type: ignore[override]
         self, batch_inds: np.ndarray, env_change: np.ndarray, env=None

@@ -45,6 +45,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.baselines import nas_env, random_search, regularized_evolution
+from agents.methods import SCREEN_CONTROLLER, SCREEN_GATE
 from benchmarks.harness import TracePoint, make_search_env, trace_of
 from fnas_env import threads
 
@@ -73,9 +74,9 @@ METHODS = (
 )
 #: What ``fnas-fast`` changes in the settings it is given.
 FAST = {"trusted_fraction": 0.9, "max_trusted_fraction": 0.75}
-#: What ``fnas-screen`` changes in the settings it is given (chosen on NB201 cifar10,
-#: tuning seeds 100-111: ``benchmarks/screening.py``).
-SCREEN = {**FAST, "selection": "ucb", "kappa": 1.0, "max_relative_error": 1.0}
+#: What ``fnas-screen`` changes in the settings it is given: the library's preset
+#: (:data:`agents.methods.SCREEN_GATE` and :data:`~agents.methods.SCREEN_CONTROLLER`).
+SCREEN = {**SCREEN_GATE, **SCREEN_CONTROLLER}
 #: PPO samples at which the paper's metric is read (Table 4 compares at equal PPO samples).
 PPO_CHECKPOINTS = (400, 1000)
 
@@ -239,20 +240,34 @@ def _ppo_run(
     max_samples: int,
     patience: int,
     save_dir: str | None,
+    search=None,
 ) -> dict[str, Any]:
-    from agents.controller import make_controller
+    """Run a PPO method on ``env``: a NAS env, or (``n_envs > 1``) a ``VecSearchRecord``
+    over several; ``search`` is what the stop callback reads (``record``, ``horizon``;
+    default the NAS env under ``env``)."""
+    from stable_baselines3.common.vec_env import VecEnv
+
+    from agents.controller import ARCHITECTURES_PER_UPDATE, make_controller
     from agents.experience import ExperienceBuffer
     from agents.fnas_ppo import make_fnas_controller
-    from wrappers.uac import UncertaintyGate
+    from wrappers.uac import UncertaintyGate, VecUncertaintyGate
 
-    base = nas_env(env)
+    vectorised = isinstance(env, VecEnv)
+    base = search if search is not None else nas_env(env)
+    n_envs = env.num_envs if vectorised else 1
     gate = critic = model = None
     if method in ("fnas-fast", "fnas-screen"):
         changes = FAST if method == "fnas-fast" else SCREEN
         method, settings = "fnas", settings.changed(**changes)
+    overrides: dict[str, Any] = dict(settings.controller)  # the FNAS methods'
+    per_update = overrides.pop("architectures_per_update", ARCHITECTURES_PER_UPDATE)
     if method in ("mnas", "mnas-2"):
-        per_update = 2 if method == "mnas-2" else 8
-        model = make_controller(env, seed=seed, architectures_per_update=per_update)
+        per_update = 2 if method == "mnas-2" else ARCHITECTURES_PER_UPDATE
+    if per_update % n_envs:
+        raise ValueError(f"{per_update} architectures per update do not split over {n_envs} envs")
+    overrides["architectures_per_update"] = per_update // n_envs
+    if method in ("mnas", "mnas-2"):
+        model = make_controller(env, seed=seed, architectures_per_update=per_update // n_envs)
     else:
         uac = method in ("uac", "fnas", "fnas-transfer")
         aeb = method in ("aeb", "fnas", "fnas-transfer")
@@ -264,9 +279,10 @@ def _ppo_run(
             if not Path(transfer).is_file():
                 raise FileNotFoundError(f"fnas-transfer: no critic at {transfer}")
         if uac:
-            critic = _critic(env, settings, seed, transfer)
+            one = env.envs[0] if vectorised else env
+            critic = _critic(one, settings, seed, transfer)
             window = settings.transfer_warmup if transfer else settings.quality_window
-            gate = UncertaintyGate(
+            gate = (VecUncertaintyGate if vectorised else UncertaintyGate)(
                 env,
                 critic,
                 trusted_fraction=settings.trusted_fraction,
@@ -278,7 +294,6 @@ def _ppo_run(
                 selection=settings.selection,
                 kappa=settings.kappa,
             )
-        overrides: dict[str, Any] = dict(settings.controller)
         if uac:
             overrides["max_trusted_fraction"] = settings.max_trusted_fraction
         if aeb:
@@ -328,6 +343,7 @@ def run(
     patience: int = 400,
     save_dir: str | None = None,
     num_threads: int = 1,
+    n_envs: int = 1,
 ) -> RunResult:
     """Run ``method`` on a fresh ``gym.make(env_id, **env_kwargs)`` env.
 
@@ -347,14 +363,36 @@ def run(
             ``RunResult.converged`` says so.
         save_dir: where a UAC method saves ``critic-{seed}.pt`` (default: nowhere).
         num_threads: torch threads while the method runs (one: tiny networks).
+        n_envs: PPO methods sample this many architectures at once (default 1): ``n_envs``
+            envs in a ``DummyVecEnv`` under one :class:`~wrappers.record.VecSearchRecord`
+            (and one :class:`~wrappers.uac.VecUncertaintyGate`), so one batched LSTM
+            step serves ``n_envs`` episodes. A PPO batch keeps its architectures (8, split
+            over the envs: ``n_envs`` must divide them); the gate decides the
+            architectures completed in one step before learning from any of them, so
+            the search differs from ``n_envs=1``'s (measured:
+            ``benchmarks/results/fnas_ablation.md``, "Wall time and where it goes").
     """
+    from types import SimpleNamespace
+
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from wrappers.record import VecSearchRecord
+
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    if int(n_envs) < 1 or (n_envs > 1 and method in ("evolution", "random")):
+        raise ValueError(f"n_envs must be >= 1 (and 1 for {method!r}), got {n_envs!r}")
     settings = settings or FNASSettings()
     max_samples = max_samples or 50 * max(budget, min_ppo_samples)
-    env = make_search_env(env_id, env_kwargs)
-    base = nas_env(env)
-    env.reset(seed=seed)
+    envs = [make_search_env(env_id, env_kwargs) for _ in range(int(n_envs))]
+    env: Any = envs[0]
+    base: Any = nas_env(env)
+    if n_envs == 1:
+        env.reset(seed=seed)
+    else:  # one record (and cache) for every env; eval times are not traced (lookups)
+        env = VecSearchRecord(DummyVecEnv([lambda e=e: e for e in envs]), seed=seed)
+        env.seed(seed)
+        base = SimpleNamespace(record=env.record, horizon=base.horizon, evaluator=None)
     start_entries = len(base.record.entries)
     start = time.time()
     extra: dict[str, Any] = {}
@@ -375,6 +413,7 @@ def run(
                     max_samples,
                     patience,
                     save_dir,
+                    search=base,
                 )
     finally:
         env.close()

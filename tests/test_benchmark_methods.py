@@ -42,6 +42,23 @@ def test_method_respects_budget(method):
     assert (counters["replayed"] > 0) == (method in ("aeb", "fnas"))
 
 
+@pytest.mark.parametrize("method", ["mnas", "fnas"])
+def test_vectorised_rollouts_share_one_record_and_respect_the_budget(method):
+    """``n_envs=2``: two envs under one record (and one gate), batches of 8 architectures."""
+    result = run(method, "FNAS-Macro-v0", budget=BUDGET, seed=0, settings=EAGER, n_envs=2)
+    trace = result.trace
+    assert [p.activated for p in trace] == list(range(1, BUDGET + 1))
+    assert trace[-1].unique == BUDGET  # one cache for both envs
+    assert result.entries and result.record_start == 0
+    if method == "fnas":
+        assert result.counters["trusted"] > 0 and result.counters["replayed"] > 0
+        assert result.metrics["trusted"] > 0 and trace[-1].sampled > BUDGET
+    with pytest.raises(ValueError, match="split over 3 envs"):
+        run(method, "FNAS-Macro-v0", budget=2, seed=0, n_envs=3)
+    with pytest.raises(ValueError, match="n_envs"):
+        run("evolution", "FNAS-Macro-v0", budget=2, seed=0, n_envs=2)
+
+
 def test_fnas_off_is_mnas():
     """The control: FNASRecurrentPPO with UAC and AEB off samples what RecurrentPPO does."""
     a = run("mnas", "FNAS-Macro-v0", budget=24, seed=3)

@@ -335,6 +335,23 @@ def test_zero_weight_steps_contribute_no_gradient():
     assert not th.allclose(half, gradient(0.0, perturb=False))
 
 
+def test_equal_length_minibatches_match_sb3_contribs_padding():
+    """The unpadded tensors of equal-length episodes are sb3-contrib's padded ones, exactly."""
+    model = FNASRecurrentPPO("MlpLstmPolicy", nas_env(), n_steps=4 * T, batch_size=4 * T, seed=0)
+    rollout(model, start(model))
+    buffer = model.rollout_buffer
+    buffer.compute_returns_and_advantage()
+    list(buffer.get(None))  # prepares the arrays for sampling
+    inds = np.concatenate([np.arange(a, b) for a, b in buffer.episode_bounds])
+    chunk = [inds[i : i + T] for i in range(0, len(inds), T)]
+    env_change = np.zeros((buffer.pos, 1))
+    fast = buffer._chunk_samples(chunk, env_change)
+    padded = buffer._get_samples(inds, env_change)
+    for name, a, b in zip(fast._fields, fast, padded, strict=True):
+        for x, y in zip(th.utils._pytree.tree_leaves(a), th.utils._pytree.tree_leaves(b)):
+            assert x.dtype == y.dtype and x.shape == y.shape and th.equal(x, y), name
+
+
 # ---- save / load ---------------------------------------------------------------------------
 def test_save_and_load_keep_settings_and_policy(tmp_path):
     env = CountingGate(nas_env())
