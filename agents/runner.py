@@ -30,7 +30,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 import fnas_env  # noqa: F401 - registers the env ids
-from agents.methods import METHODS, RL_METHODS
+from agents.methods import FNAS_METHODS, METHODS, RL_METHODS, SCREEN_CONTROLLER, SCREEN_GATE
 from fnas_env.record import RecordEntry, SearchCounters
 from fnas_env.run import RunFolder, RunSettings
 
@@ -322,9 +322,9 @@ def run_in_folder(
         settings: the search. ``settings.budget`` counts activated samples over all
             runs; ``settings.options`` may hold ``pool`` (a folder, or None for no
             pool; default ``run/pool`` for ``FNAS-MNAS-v0``), ``uac_warmup`` and
-            ``transfer_critic`` (method ``fnas``).
+            ``transfer_critic`` (methods ``fnas`` and ``fnas-screen``).
         workers: architectures evaluated at once (more than 1: Ray workers; methods
-            ``fnas`` and ``mnas`` only).
+            of :data:`RL_METHODS` only).
         ray_address: a Ray cluster to join (default: ``RAY_ADDRESS`` or local).
         gpus_per_worker: GPUs per Ray worker.
         runtime_kwargs: env kwargs that do not change the search (``device``,
@@ -435,15 +435,18 @@ def _run_rl(
     per_update = max(1, 8 // workers)
     critic = buffer = None
     try:
-        if settings.method == "fnas":
+        if settings.method in FNAS_METHODS:
             from agents.seam import SearchEnvs
 
             space = SearchEnvs(venv).search_space
             critic = open_critic(
                 run, space.name, settings.seed, transfer=options.get("transfer_critic")
             )
+            screen = settings.method == "fnas-screen"
+            gate: dict[str, Any] = dict(SCREEN_GATE) if screen else {}
             # the gate's own warm-up unless the search sets one
-            gate = {"warmup": int(options["uac_warmup"])} if "uac_warmup" in options else {}
+            if "uac_warmup" in options:
+                gate["warmup"] = int(options["uac_warmup"])
             env = VecUncertaintyGate(record, critic, **gate)
             buffer = open_buffer(run)
             model = make_fnas_controller(
@@ -452,6 +455,7 @@ def _run_rl(
                 seed=settings.seed,
                 tensorboard_log=str(run.tb_dir),
                 architectures_per_update=per_update,
+                **(SCREEN_CONTROLLER if screen else {}),
             )
         else:
             model = make_controller(

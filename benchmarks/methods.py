@@ -371,6 +371,7 @@ def run(
             architectures completed in one step before learning from any of them, so
             the search differs from ``n_envs=1``'s (measured:
             ``benchmarks/results/fnas_ablation.md``, "Wall time and where it goes").
+            The trace's ``eval_time`` is 0 with several envs (meant for table lookups).
     """
     from types import SimpleNamespace
 

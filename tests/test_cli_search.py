@@ -66,7 +66,9 @@ def test_fnas_search_on_digits_records_and_reports_the_best(tmp_path, capsys):
         assert (run_dir / name).exists(), name
 
 
-@pytest.mark.parametrize("method", ["mnas", "fnas", "evolution", "random", "reinforce"])
+@pytest.mark.parametrize(
+    "method", ["mnas", "fnas", "fnas-screen", "evolution", "random", "reinforce"]
+)
 def test_fnas_search_on_a_table_spends_exactly_the_budget(method, tmp_path, capsys):
     run_dir = tmp_path / method
     args = ["search", "--env", "FNAS-NB201-v0", "--method", method, "--budget", "6"]
@@ -82,8 +84,26 @@ def test_fnas_search_on_a_table_spends_exactly_the_budget(method, tmp_path, caps
     assert len(resumed) == 9 and resumed[:6] == entries
     out = capsys.readouterr().out
     assert "resuming: 6 architectures already evaluated, 3 to go" in out
-    if method in ("fnas", "mnas"):  # the controller goes on from its last PPO update
+    if method in ("fnas", "fnas-screen", "mnas"):  # the controller goes on from its last update
         assert "controller restored from" in out and (run_dir / "controller.pt").is_file()
+
+
+@pytest.mark.parametrize("method", ["fnas", "fnas-screen"])
+def test_fnas_screen_trusts_the_less_promising_and_fnas_the_less_uncertain(method, tmp_path):
+    """fnas-screen's gate puts its threshold on V + U (so a trusted architecture's V is
+    below it); fnas's on U alone (a few points, far below any V on Macro)."""
+    run_dir = tmp_path / method
+    args = ["search", "--env", "FNAS-Macro-v0", "--method", method, "--budget", "40"]
+    args += ["--uac-warmup", "10", "--run-dir", str(run_dir), "--no-progress-bar"]
+    assert main(args) == 0
+    trusted = [e for e in read_record(run_dir / "record.jsonl") if e.kind == "trusted"]
+    assert trusted, "the critic was never trusted"
+    for e in trusted:
+        v, u, threshold = (e.extras[k] for k in ("predicted_reward", "uncertainty", "threshold"))
+        if method == "fnas-screen":
+            assert v + u <= threshold + 1e-6
+        else:
+            assert u <= threshold + 1e-6 < v
 
 
 def test_a_killed_search_resumes_from_its_record(tmp_path):
