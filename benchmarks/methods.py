@@ -89,7 +89,7 @@ class FNASSettings:
         warmup: really evaluated samples before the critic may be trusted (gate).
         trusted_fraction: the gate's adaptive threshold: fraction of architectures whose
             U is low enough to trust (0.8: above the batch rule, so the rule binds).
-        max_relative_error: the gate's quality check (None: off).
+        max_relative_error: the gate's quality check (None: off; 1.0, the library's default).
         quality_window: samples of the quality check.
         max_trusted_fraction: the UAC batch rule (0.5, the paper's).
         max_replay_fraction: AEB share of a batch (0.5, the paper's).
@@ -115,7 +115,7 @@ class FNASSettings:
 
     warmup: int = 20
     trusted_fraction: float = 0.8
-    max_relative_error: float | None = 0.6
+    max_relative_error: float | None = 1.0
     quality_window: int = 20
     max_trusted_fraction: float = 0.5
     max_replay_fraction: float = 0.5
