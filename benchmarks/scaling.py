@@ -24,6 +24,7 @@ one table per env, batch and ``--envs``.
     python benchmarks/scaling.py --env anb --workers 8 1 --seeds 3000 3001 3002 3003 3004 \\
         --updates 7 --batch 32 --envs 32 --jsonl benchmarks/results/records/scaling.jsonl
     python benchmarks/scaling.py --table benchmarks/results/records/scaling.jsonl
+    python benchmarks/scaling.py --bound --batch 32 --workers 8   # list-scheduling bound
 """
 
 from __future__ import annotations
@@ -118,6 +119,34 @@ def activated_to(rewards: list[float], target: float) -> float:
     return math.inf
 
 
+def anb_train_times(n: int = 8000, seed: int = 0) -> np.ndarray:
+    """Accel-NASBench's training time (s, the surrogate's) of ``n`` random architectures."""
+    from fnas_env.evaluators.anb import AnbSurrogateEvaluator
+    from fnas_env.spaces import get_space
+
+    space, rng = get_space("anb"), np.random.default_rng(seed)
+    evaluations = AnbSurrogateEvaluator().evaluate_many(space.sample(rng) for _ in range(n))
+    return np.asarray([e.cost for e in evaluations])
+
+
+def list_schedule_speedup(
+    times: np.ndarray, batch: int, workers: int, draws: int = 4000, seed: int = 0
+) -> float:
+    """Speed-up bound of ``workers`` over one worker for steps of ``batch`` evaluations
+    drawn from ``times``, each started on the first worker to come free:
+    E[sum] / E[makespan] (the driver's own time not counted)."""
+    rng = np.random.default_rng(seed)
+    total = makespan = 0.0
+    for _ in range(draws):
+        draw = rng.choice(times, batch)
+        busy = np.zeros(workers)
+        for t in draw:
+            busy[busy.argmin()] += t
+        total += draw.sum()
+        makespan += busy.max()
+    return total / makespan
+
+
 def table(path: str) -> str:
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     groups: dict[tuple, list[dict]] = {}
@@ -183,9 +212,21 @@ def main() -> None:
     p.add_argument("--ray-cpus", type=int, default=None, help="logical CPUs of the local Ray")
     p.add_argument("--jsonl", default=None, help="append one JSON line per run")
     p.add_argument("--table", default=None, help="print the report of a JSON-lines file")
+    p.add_argument(
+        "--bound",
+        action="store_true",
+        help="ANB: print the speed-up bound of --batch evaluations per step on --workers",
+    )
     args = p.parse_args()
     if args.table:
         print(table(args.table))
+        return
+    if args.bound:
+        times = anb_train_times()
+        print(f"ANB training time: mean {times.mean():.0f} s, CV {times.std() / times.mean():.2f}")
+        for workers in args.workers:
+            bound = list_schedule_speedup(times, args.batch, workers)
+            print(f"{args.batch} evaluations per step on {workers} workers: <= {bound:.2f}x")
         return
     from benchmarks.parallel import append_jsonl, start_ray
 

@@ -215,8 +215,15 @@ def test_a_killed_worker_is_restarted_and_its_episode_replayed(tmp_path):
         base.close()
 
 
-def test_an_evaluation_that_keeps_killing_its_worker_fails_with_a_defined_reward(tmp_path):
-    base = RayVecEnv([env_fn(crash_on=2), env_fn(crash_on=2)], max_retries=1, failed_reward=-5)
+@pytest.mark.parametrize("workers", [None, 1])
+def test_an_evaluation_that_keeps_killing_its_worker_fails_with_a_defined_reward(tmp_path, workers):
+    """Also when the envs share one worker: the retries run in the dead env's turn."""
+    base = RayVecEnv(
+        [env_fn(crash_on=2), env_fn(crash_on=2)],
+        num_workers=workers,
+        max_retries=1,
+        failed_reward=-5,
+    )
     record = VecSearchRecord(base, tmp_path / "r.jsonl")
     try:
         record.reset()
@@ -332,9 +339,10 @@ def test_killed_driver_loses_no_completed_evaluation_and_resumes(tmp_path, bench
     assert all(resumed.is_cached(e.architecture) for e in evaluated)
 
 
-@pytest.mark.parametrize("method", ["mnas", "fnas"])
-def test_parallel_benchmark_searches_stop_at_equal_ppo_samples(method, benchmark_dir):
-    """benchmarks/parallel.py: every method trains on the same number of PPO samples."""
+@pytest.mark.parametrize(("method", "envs"), [("mnas", None), ("fnas", None), ("mnas", 4)])
+def test_parallel_benchmark_searches_stop_at_equal_ppo_samples(method, envs, benchmark_dir):
+    """benchmarks/parallel.py: every method trains on the same number of PPO samples,
+    with one env per worker or more envs sharing the workers."""
     from benchmarks.parallel import StopAfterUpdates, build_search
 
     search = build_search(
@@ -345,7 +353,9 @@ def test_parallel_benchmark_searches_stop_at_equal_ppo_samples(method, benchmark
         seed=0,
         architectures_per_update=8,
         gate_kwargs={"warmup": 4, "max_relative_error": None},
+        envs=envs,
     )
+    assert search.venv.num_envs == (envs or 2) and search.venv.num_workers == 2
     try:
         search.model.learn(10**9, callback=StopAfterUpdates(3))
     finally:
