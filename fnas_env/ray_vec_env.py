@@ -197,7 +197,7 @@ class RayVecEnv(VecEnv):
             raise ValueError(
                 f"num_workers must be between 1 and the {n_envs} envs, got {num_workers}"
             )
-        #: how many env steps run at once
+        #: how many evaluations run at once
         self.num_workers = int(workers)
         self._owns_ray = _init_ray(address, connect_timeout, ray_init_kwargs or {})
         share = self.num_workers / n_envs
@@ -263,14 +263,14 @@ class RayVecEnv(VecEnv):
         assert self._actions is not None, "step_async() was not called"
         results: dict[int, tuple] = {}
         while self._running:
-            done = list(self._running)  # nothing left to start: wait for them all
+            ready = list(self._running)  # nothing left to start: wait for them all
             if self._queued:
-                done, _ = ray.wait(done, num_returns=1)
+                ready, _ = ray.wait(ready, num_returns=1)
             try:
-                values = ray.get(done)
+                values = ray.get(ready)
             except ray.exceptions.RayActorError:
-                values = [self._get_or_recover(self._running[f], f) for f in done]
-            for future, value in zip(done, values):
+                values = [self._get_or_recover(self._running[f], f) for f in ready]
+            for future, value in zip(ready, values):
                 i = self._running.pop(future)
                 results[i] = value
                 if self._queued and self._final_step(i):  # its worker takes the next
