@@ -60,6 +60,7 @@ __all__ = [
     "lower_median",
     "speedup_interval",
     "mean_difference_interval",
+    "compact_table",
 ]
 
 #: The envs this benchmark runs (names of :data:`benchmarks.envs.ENVS`).
@@ -548,7 +549,79 @@ def load_records(paths: list[str]) -> list[dict[str, Any]]:
     return records
 
 
+def compact_table(records: list[dict[str, Any]], ppo: int = max(PPO_CHECKPOINTS)) -> str:
+    """One row per env and method with both metrics (the report's table).
+
+    Columns: seeds; median activated samples to mnas's final best (seeds reaching it);
+    the strict speed-up with its 90% interval; median to the top-0.1% (tables); median
+    final best reward; trusted share of PPO samples; PPO samples per activated one;
+    after ``ppo`` PPO samples the median activated samples (and their ratio to
+    mnas's) and the mean top-10 true accuracy with its difference to mnas's.
+    """
+    lines = [
+        "| env | method | seeds | to mnas best (reached) | strict speed-up [90% CI] | "
+        f"to top-0.1% | final best | trusted share | PPO / activated | activated @{ppo} PPO "
+        f"(/ mnas) | top-10 acc @{ppo} PPO | vs mnas [90% CI] |",
+        "| " + " | ".join(["---"] * 12) + " |",
+    ]
+    key = str(ppo)
+    for env in dict.fromkeys(r["env"] for r in records):
+        by_method = _by_method([r for r in records if r["env"] == env])
+        mnas = by_method.get("mnas", [])
+        mnas_counts = [r["activated_to_mnas_best"] for r in mnas]
+        mnas_med = _median(mnas_counts) if mnas else math.nan
+        mnas_at = [r["at_ppo"][key] for r in mnas if (r.get("at_ppo") or {}).get(key)]
+        mnas_act = float(np.median([a["activated"] for a in mnas_at])) if mnas_at else math.nan
+        for method, rs in by_method.items():
+            budget = max(r["budget"] for r in rs)
+            counts = [r["activated_to_mnas_best"] for r in rs]
+            to_best = _median(counts)
+            if method == "mnas" or not mnas:
+                speed = "1.00x" if method == "mnas" else "-"
+                interval = (
+                    "["
+                    + ", ".join(
+                        "inf" if math.isinf(x) else f"{x:.2f}"
+                        for x in speedup_interval(mnas_counts, counts)
+                    )
+                    + "]"
+                    if method == "mnas"
+                    else ""
+                )
+            else:
+                ratio = mnas_med / to_best if math.isfinite(to_best) else 0.0
+                speed = _fmt_speed(ratio, mnas_med, budget)
+                interval = _fmt_interval(speedup_interval(mnas_counts, counts))
+            at = [r["at_ppo"][key] for r in rs if (r.get("at_ppo") or {}).get(key)]
+            act = float(np.median([a["activated"] for a in at])) if at else math.nan
+            acc = [a["top10_accuracy"] for a in at]
+            if at and mnas_at and method != "mnas":
+                d, low, high = mean_difference_interval(acc, [m["top10_accuracy"] for m in mnas_at])
+                diff = f"{d:+.2f} [{low:+.2f}, {high:+.2f}]"
+            else:
+                diff = "-"
+            top01 = _median([r["activated_to_top01pct"] for r in rs])
+            cells = [
+                env,
+                method,
+                str(len(rs)),
+                f"{_fmt(to_best, budget)} ({sum(c is not None for c in counts)}/{len(rs)})",
+                f"{speed} {interval}".strip(),
+                _fmt(top01, budget) if rs[0]["top1pct_accuracy"] is not None else "-",
+                _med(rs, "best_reward", ".3f"),
+                _med(rs, "trusted_fraction"),
+                _med(rs, "ppo_per_activated"),
+                f"{act:.0f} ({act / mnas_act:.2f})" if at and mnas_at else "-",
+                f"{np.mean(acc):.2f}" if at else "-",
+                diff,
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _print_tables(records: list[dict[str, Any]]) -> None:
+    print("### One row per env and method\n")
+    print(compact_table(records))
     print("### Strict metric: activated samples to mnas's final best\n")
     print(tables(records))
     print("### Paper's metric: equal PPO samples\n")

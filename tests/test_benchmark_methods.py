@@ -255,6 +255,36 @@ def test_paper_metric_counts_activated_at_equal_ppo_samples():
     paper = fa.paper_tables([*mnas, *fnas])
     row = next(line for line in paper.splitlines() if "| fnas |" in line and "| 1000 |" in line)
     assert "| 250 | 0.25 |" in row and "MET" in row
+    compact = fa.compact_table([*mnas, *fnas])
+    row = next(line for line in compact.splitlines() if "| fnas |" in line)
+    assert "| 4.00 | 250 (0.25) |" in row  # PPO per activated; activated @1000 and its ratio
+
+
+def test_screening_and_evolution_verdicts_on_tables_and_on_envs_without_one():
+    """fnas-screen is compared with evolution at the top-0.1% on a table, and at the level
+    evolution's runs reach halfway (lower median) where the env has no table."""
+
+    def records(env, targets, traces):
+        out = [
+            fa.summarize(env, m, s, _result(t), targets, lambda a: (1.0, 1.0))
+            for m, runs in traces.items()
+            for s, t in enumerate(runs)
+        ]
+        fa.add_mnas_targets(out)
+        return out
+
+    traces = {
+        "evolution": [[80, 90, 96, 96], [80, 85, 90, 96], [90, 90, 90, 90]],
+        "fnas-screen": [[96, 96, 96, 96], [80, 96, 96, 96], [80, 80, 80, 80]],
+    }
+    table = fa.tables(records("t", {"top1pct": 90.0, "top01pct": 95.0}, traces))
+    assert "fnas-screen to top-0.1% <= evolution | fnas-screen 2 vs evolution 4" in table
+    assert "| MET |" in table.splitlines()[-1]
+    # halfway (after 2 of 4) evolution's bests are 90, 85, 90: lower median 90
+    table = fa.tables(records("n", {"top1pct": None, "top01pct": None}, traces))
+    line = table.splitlines()[-1]
+    assert "evolution's halfway level (90.000)" in line and "| MET |" in line
+    assert "fnas-screen 2 vs evolution 2" in line
 
 
 def test_a_converged_run_counts_its_final_state_at_later_ppo_samples():
