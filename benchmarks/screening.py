@@ -81,7 +81,7 @@ def table(paths: list[str]) -> str:
         lines.append(
             f"| {env} | {label} | {len(recs)} | {np.median(top01):.1f} | "
             f"{sum(np.isfinite(top01))}/{len(recs)} | {np.median(top1):.1f} | "
-            f"{np.median(ppo) if ppo else float('nan'):.2f} | "
+            f"{f'{np.median(ppo):.2f}' if ppo else '-'} | "
             f"{np.median([r['wall_s'] for r in recs]):.1f} |"
         )
     return "\n".join(lines)
