@@ -277,6 +277,11 @@ def _med(rs: list[dict[str, Any]], key: str, digits: str = ".2f") -> str:
     return format(float(np.median(values)), digits) if values else "-"
 
 
+def _at_ppo_of(rs: list[dict[str, Any]], n: str) -> list[dict[str, Any]]:
+    """The paper's-metric figures after ``n`` PPO samples of the runs that got there."""
+    return [r["at_ppo"][n] for r in rs if (r.get("at_ppo") or {}).get(n)]
+
+
 def _by_method(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return {
         m: [r for r in rows if r["method"] == m] for m in dict.fromkeys(r["method"] for r in rows)
@@ -393,10 +398,10 @@ def paper_tables(records: list[dict[str, Any]]) -> str:
     for env in dict.fromkeys(r["env"] for r in records):
         by_method = _by_method([r for r in records if r["env"] == env and r.get("at_ppo")])
         for n in map(str, PPO_CHECKPOINTS):
-            mnas = [r["at_ppo"][n] for r in by_method.get("mnas", []) if r["at_ppo"].get(n)]
+            mnas = _at_ppo_of(by_method.get("mnas", []), n)
             mnas_act = float(np.median([m["activated"] for m in mnas])) if mnas else math.nan
             for method, rs in by_method.items():
-                at = [r["at_ppo"][n] for r in rs if r["at_ppo"].get(n)]
+                at = _at_ppo_of(rs, n)
                 if not at:
                     continue
                 act = float(np.median([a["activated"] for a in at]))
@@ -570,29 +575,18 @@ def compact_table(records: list[dict[str, Any]], ppo: int = max(PPO_CHECKPOINTS)
         mnas = by_method.get("mnas", [])
         mnas_counts = [r["activated_to_mnas_best"] for r in mnas]
         mnas_med = _median(mnas_counts) if mnas else math.nan
-        mnas_at = [r["at_ppo"][key] for r in mnas if (r.get("at_ppo") or {}).get(key)]
+        mnas_at = _at_ppo_of(mnas, key)
         mnas_act = float(np.median([a["activated"] for a in mnas_at])) if mnas_at else math.nan
         for method, rs in by_method.items():
             budget = max(r["budget"] for r in rs)
             counts = [r["activated_to_mnas_best"] for r in rs]
             to_best = _median(counts)
-            if method == "mnas" or not mnas:
-                speed = "1.00x" if method == "mnas" else "-"
-                interval = (
-                    "["
-                    + ", ".join(
-                        "inf" if math.isinf(x) else f"{x:.2f}"
-                        for x in speedup_interval(mnas_counts, counts)
-                    )
-                    + "]"
-                    if method == "mnas"
-                    else ""
-                )
-            else:
+            speed = "-"
+            if mnas:
                 ratio = mnas_med / to_best if math.isfinite(to_best) else 0.0
-                speed = _fmt_speed(ratio, mnas_med, budget)
-                interval = _fmt_interval(speedup_interval(mnas_counts, counts))
-            at = [r["at_ppo"][key] for r in rs if (r.get("at_ppo") or {}).get(key)]
+                speed = _fmt_speed(ratio, mnas_med, budget) + " "
+                speed += _fmt_interval(speedup_interval(mnas_counts, counts))
+            at = _at_ppo_of(rs, key)
             act = float(np.median([a["activated"] for a in at])) if at else math.nan
             acc = [a["top10_accuracy"] for a in at]
             if at and mnas_at and method != "mnas":
@@ -606,7 +600,7 @@ def compact_table(records: list[dict[str, Any]], ppo: int = max(PPO_CHECKPOINTS)
                 method,
                 str(len(rs)),
                 f"{_fmt(to_best, budget)} ({sum(c is not None for c in counts)}/{len(rs)})",
-                f"{speed} {interval}".strip(),
+                speed,
                 _fmt(top01, budget) if rs[0]["top1pct_accuracy"] is not None else "-",
                 _med(rs, "best_reward", ".3f"),
                 _med(rs, "trusted_fraction"),
