@@ -104,6 +104,8 @@ class FNASSettings:
         selection: which architectures the gate activates, ``"uncertainty"`` (the
             paper's: the most uncertain) or ``"ucb"`` (the most promising by V + kappa U).
         kappa: weight of U in the ``"ucb"`` score.
+        incumbents: best activated architectures whose one-decision neighbours the gate
+            screens against each proposal it would activate (0: none).
         critic: ``"learnt"`` (V/U networks) or ``"oracle"`` (the benchmark's true reward,
             uninformative U: :class:`benchmarks.oracle.OracleCritic`, tables only).
         critic_kwargs: extra :class:`~wrappers.critic.UncertaintyCritic` arguments.
@@ -128,6 +130,7 @@ class FNASSettings:
     encoding: str = "one_hot"
     selection: str = "uncertainty"
     kappa: float = 1.0
+    incumbents: int = 0
     critic_kwargs: dict[str, Any] = field(default_factory=dict)
     transfer_critic: str | None = None
     transfer_warmup: int = 10
@@ -293,6 +296,7 @@ def _ppo_run(
                 encoding=settings.encoding,
                 selection=settings.selection,
                 kappa=settings.kappa,
+                incumbents=settings.incumbents,
             )
         if uac:
             overrides["max_trusted_fraction"] = settings.max_trusted_fraction

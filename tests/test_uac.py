@@ -408,6 +408,72 @@ def test_ucb_and_uncertainty_selection_disagree_on_a_promising_certain_architect
     assert verdicts == {"uncertainty": True, "ucb": False}
 
 
+def test_neighbours_change_exactly_one_decision():
+    gate = UncertaintyGate(one_shot_env(), ScriptedCritic(), incumbents=1)
+    arch = SPACE.from_choices([1] * 8)
+    neighbours = gate.rule.neighbours(arch)
+    assert len(set(neighbours)) == sum(n - 1 for n in SPACE.num_choices) == len(neighbours)
+    assert all(sum(a != b for a, b in zip(n.choices, arch.choices)) == 1 for n in neighbours)
+
+
+@pytest.mark.parametrize("incumbents", [0, 1])
+def test_incumbents_neighbour_is_evaluated_in_place_of_a_lower_scoring_proposal(incumbents):
+    """The critic knows the objective exactly (V = objective, U = 0) and the threshold
+    activates every proposal: with ``incumbents=1`` the best neighbour of the incumbent
+    is evaluated instead of a proposal it beats, the proposal is trusted; a proposal
+    better than every neighbour is evaluated itself."""
+    evaluator = SyntheticMacro()
+    critic = ScriptedCritic(value=lambda c: objective(SPACE.from_choices(c)))
+    env = one_shot_env(evaluator)
+    gate = UncertaintyGate(
+        env,
+        critic,
+        threshold=0.0,
+        warmup=1,
+        max_relative_error=None,
+        verify_best=False,
+        selection="ucb",
+        incumbents=incumbents,
+    )
+    incumbent, worse, best = [1] * 8, [0] + [1] * 7, [2] * 8
+    assert final_step(gate, incumbent)[4]["activated"]  # warm-up: no alternative yet
+    _, reward, _, _, info = final_step(gate, worse)
+    neighbour = SPACE.from_choices([1] * 7 + [2])  # the incumbent's best neighbour
+    entries = [(e.arch, e.kind) for e in env.record.entries]
+    if incumbents:
+        assert info["trusted"] and reward == objective(SPACE.from_choices(worse))
+        assert entries[1] == (SPACE.to_string(neighbour), "activated")
+        assert entries[2][1] == "trusted"
+        assert critic.updates[-1][1] == [objective(neighbour)]
+        assert gate.metrics()["alternatives"] == 1.0
+    else:
+        assert info["activated"] and [k for _, k in entries] == ["activated", "activated"]
+    assert evaluator.calls == 2
+    info = final_step(gate, best)[4]  # beats every neighbour of the incumbents
+    assert info["activated"] and info["reward"] == objective(SPACE.from_choices(best))
+    assert gate.rule.num_alternatives == incumbents
+
+
+def test_no_alternative_while_the_critic_is_warming_up_or_trust_is_off():
+    critic = ScriptedCritic(value=lambda c: objective(SPACE.from_choices(c)))
+    gate = UncertaintyGate(
+        one_shot_env(),
+        critic,
+        threshold=0.0,
+        warmup=3,
+        max_relative_error=None,
+        verify_best=False,
+        selection="ucb",
+        incumbents=2,
+    )
+    rng = np.random.default_rng(0)
+    kinds = [final_step(gate, SPACE.sample(rng).choices)[4]["activated"] for _ in range(3)]
+    assert kinds == [True] * 3 and gate.rule.num_alternatives == 0
+    gate.set_trust_enabled(False)
+    assert final_step(gate, [0] * 8)[4]["activated"]  # the worst proposal, still itself
+    assert gate.rule.num_alternatives == 0
+
+
 def test_warmup_never_trusts():
     evaluator = SyntheticMacro()
     critic = ScriptedCritic(lambda c: 0.0)  # always sure of itself
@@ -601,6 +667,7 @@ def test_metrics_keys_and_values():
         "trusted",
         "activated",
         "verified",
+        "alternatives",
         "cached",
         "relative_error",
         "v_mae",
@@ -660,6 +727,8 @@ def test_learnt_critic_ranks_and_gate_trusts_where_it_is_accurate():
         ({"selection": "greedy"}, "selection"),
         ({"kappa": -1.0}, "kappa"),
         ({"kappa": float("nan")}, "kappa"),
+        ({"incumbents": -1}, "incumbents"),
+        ({"incumbents": 1.5}, "incumbents"),
     ],
 )
 def test_gate_rejects_bad_arguments(kwargs, message):

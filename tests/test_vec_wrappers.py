@@ -161,6 +161,58 @@ def test_gate_decides_in_the_driver_and_learns_from_every_worker(vec_cls, tmp_pa
     base.close()
 
 
+class ExactCritic:
+    """V = the objective, U = 0: it ranks every architecture right."""
+
+    num_samples = 100  # warm
+
+    def predict(self, x):
+        v = np.array([objective(SPACE.from_one_hot(row)) for row in np.atleast_2d(x)])
+        return v, np.zeros(len(v))
+
+    def update(self, x, rewards, steps=None):
+        pass
+
+
+@pytest.mark.parametrize("with_record", [True, False])
+def test_gate_evaluates_an_incumbents_neighbour_aside_and_records_it(with_record, tmp_path):
+    """incumbents=1 over a VecEnv: the incumbent's best neighbour is evaluated on the
+    proposing env, recorded as activated (in the one record, or in that env's own), and
+    the proposal it beat is trusted."""
+    base = DummyVecEnv([env_fn(), env_fn()])
+    venv = VecSearchRecord(base, tmp_path / "r.jsonl") if with_record else base
+    gate = VecUncertaintyGate(
+        venv,
+        ExactCritic(),
+        threshold=0.0,
+        warmup=0,
+        max_relative_error=None,
+        verify_best=False,
+        selection="ucb",
+        incumbents=1,
+    )
+    gate.reset()
+    incumbent, other = SPACE.from_choices([1] * 8), SPACE.from_choices([0] * 8)
+    _, _, _, infos = gate.step(one_shot_actions([incumbent, other]))
+    assert [info["activated"] for info in infos] == [True, True]  # nothing evaluated yet
+    proposal = SPACE.from_choices([0] + [1] * 7)
+    _, rewards, _, infos = gate.step(one_shot_actions([proposal, proposal]))
+    neighbour = SPACE.from_choices([1] * 7 + [2])  # the incumbent's best neighbour
+    assert infos[0]["trusted"] and rewards[0] == objective(proposal)
+    # the second env's proposal: that neighbour is now the incumbent, so its best
+    # neighbour is evaluated next
+    second = SPACE.from_choices([1] * 6 + [2, 2])
+    assert infos[1]["trusted"]
+    if with_record:
+        entries = [(e.arch, e.kind) for e in venv.record.entries]
+    else:
+        entries = [(e.arch, e.kind) for env in base.envs for e in env.record.entries]
+    activated = {arch for arch, kind in entries if kind == "activated"}
+    assert activated == {SPACE.to_string(a) for a in (incumbent, other, neighbour, second)}
+    assert sum(e.calls for e in base.get_attr("evaluator")) == 4
+    assert gate.metrics()["alternatives"] == 2.0
+
+
 def test_gate_asks_the_env_about_repeats_without_a_record():
     gate = VecUncertaintyGate(DummyVecEnv([env_fn()]), FixedCritic(), threshold=0.5)
     gate.reset()

@@ -75,6 +75,25 @@ class VecSearchRecord(VecArchitectureWrapper):
         """Append a ``"replayed"`` entry (an AEB replay: no evaluation, no cost)."""
         self.record.append(arch, Evaluation(accuracy=math.nan, cost=0.0), reward, "replayed")
 
+    def evaluate_aside(self, index: int, arch: Architecture) -> tuple[float, dict[str, Any]]:
+        """Evaluate ``arch`` on env ``index`` outside an episode (a repeat is served from
+        the record) and record it; returns ``(reward, info)`` as a last step would."""
+        if self.is_cached(arch):
+            evaluation = self._results[arch].replace(cached=True, cost=0.0)
+        else:
+            evaluation = self.venv.env_method("evaluate", arch, indices=[index])[0]
+        reward = float(self.venv.env_method("reward_of", evaluation, indices=[index])[0])
+        info = {
+            "evaluation": evaluation,
+            "reward": reward,
+            "trusted": bool(evaluation.trusted),
+            "cached": bool(evaluation.cached),
+            "failed": bool(evaluation.failed),
+        }
+        self.after_completion(index, arch, info, reward)
+        info["activated"] = record_kind(evaluation) == "activated"
+        return reward, info
+
     # ---- the completed architectures ---------------------------------------------
     def before_completion(self, index: int, arch: Architecture) -> None:
         if self.is_cached(arch):

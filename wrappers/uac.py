@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
@@ -101,6 +101,19 @@ class TrustRule:
     to one; the batch rule's ``max_trusted_fraction`` still bounds how many
     trusted samples PPO learns from.
 
+    ## Screening the incumbents' neighbours (beyond the paper)
+
+    With ``incumbents=k > 0``, whenever the rule would activate one of the
+    controller's proposals, it also scores every architecture one decision away
+    from the ``k`` best really evaluated ones (those not evaluated yet). If the
+    best of them scores higher than the proposal, :meth:`alternative` returns it:
+    the gate evaluates that neighbour instead (an evaluation outside the
+    controller's episodes, recorded as activated, that trains the critic) and
+    trusts the proposal. Local search around the incumbent is what lets
+    regularized evolution reach a table's top quickly; here the critic chooses
+    which neighbour to pay for, and the controller keeps proposing from the
+    rest of the space. ``incumbents=0`` (default) is the plain rule.
+
     ## When the critic is trusted at all
 
     Nothing is trusted until the critic has learnt from ``warmup`` really
@@ -165,6 +178,9 @@ class TrustRule:
       Selection).
     - ``kappa``: weight of U in the ``"ucb"`` score (default 1.0; U is the size
       of V's error, so 1.0 is one typical error of optimism).
+    - ``incumbents``: best activated architectures whose one-decision neighbours are
+      screened against each proposal the rule would activate (default 0: none; see
+      Screening the incumbents' neighbours).
     - ``trust_enabled``: initial value of :attr:`trust_enabled` (default True).
     - ``verify_best``: evaluate every architecture whose V beats the best activated
       reward so far (default True; see above).
@@ -188,6 +204,7 @@ class TrustRule:
         encoding: str = "one_hot",
         selection: str = "uncertainty",
         kappa: float = 1.0,
+        incumbents: int = 0,
     ):
         if isinstance(threshold, str):
             if threshold != "adaptive":
@@ -207,7 +224,10 @@ class TrustRule:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
         if not (isinstance(kappa, int | float) and math.isfinite(kappa) and kappa >= 0):
             raise ValueError(f"kappa must be a finite number >= 0, got {kappa!r}")
+        if not (isinstance(incumbents, int) and incumbents >= 0):
+            raise ValueError(f"incumbents must be an int >= 0, got {incumbents!r}")
         self.space = space
+        self.incumbents = incumbents
         self.encoding = encoding
         self.selection = selection
         self.kappa = float(kappa)
@@ -246,7 +266,9 @@ class TrustRule:
         self.quality_window = int(quality_window)
         self.best_reward = -math.inf  # best really evaluated (non-failed) reward
         self.num_verified = 0  # evaluated because V beat best_reward (U alone would trust)
-        self._activated: set[Architecture] = set()  # really evaluated (not failed)
+        # really evaluated (not failed) architectures and their rewards
+        self._activated: dict[Architecture, float] = {}
+        self.num_alternatives = 0  # neighbours evaluated in place of a proposal
         # the last `window` architectures and their scores under the critic version
         # `_score_version`
         self._recent_x: deque[np.ndarray] = deque(maxlen=int(window))
@@ -331,6 +353,58 @@ class TrustRule:
                 self.num_verified += 1
         return Decision(arch, embedding, v, u, limit, trust, False)
 
+    def neighbours(self, arch: Architecture) -> list[Architecture]:
+        """Every architecture one decision away from ``arch`` (each other choice of each)."""
+        out = []
+        for i, n in enumerate(self.space.num_choices):
+            for c in range(n):
+                if c != arch.choices[i]:
+                    choices = list(arch.choices)
+                    choices[i] = c
+                    out.append(Architecture(arch.space, tuple(choices)))
+        return out
+
+    def alternative(self, decision: Decision) -> Decision | None:
+        """A neighbour of the incumbents to evaluate instead of ``decision``'s proposal.
+
+        None unless ``incumbents > 0``, the proposal is to be activated (not trusted,
+        not a repeat), trusting is enabled, the critic is ready and the best-scoring
+        unevaluated neighbour of the ``incumbents`` best activated architectures
+        scores higher than the proposal (see the class docstring).
+        """
+        if (
+            self.incumbents == 0
+            or decision.trust
+            or decision.cached
+            or not self.trust_enabled
+            or not self.critic_ready()
+        ):
+            return None
+        best = sorted(self._activated, key=self._activated.__getitem__, reverse=True)
+        candidates = {
+            n
+            for arch in best[: self.incumbents]
+            for n in self.neighbours(arch)
+            if n not in self._activated and n != decision.arch
+        }
+        if not candidates:
+            return None
+        archs = sorted(candidates, key=lambda a: a.choices)  # deterministic order
+        x = np.stack([self.embed(a) for a in archs])
+        v, u = (np.asarray(a, dtype=np.float64) for a in self.critic.predict(x))
+        scores = np.asarray(self.score(v, u), dtype=np.float64)
+        scores[~np.isfinite(scores)] = -np.inf
+        i = int(np.argmax(scores))
+        if not scores[i] > float(self.score(decision.v, decision.u)):
+            return None
+        self.num_alternatives += 1
+        return Decision(archs[i], x[i], float(v[i]), float(u[i]), decision.threshold, False, False)
+
+    @staticmethod
+    def trusted(decision: Decision) -> Decision:
+        """``decision`` turned into a trusted one (its proposal replaced by an alternative)."""
+        return replace(decision, trust=True)
+
     def observe(self, decision: Decision, info: dict[str, Any], reward: float) -> None:
         """Count the step's outcome (its ``info``) and learn from a real evaluation.
 
@@ -350,7 +424,7 @@ class TrustRule:
             return
         reward = float(info.get("reward", reward))
         self.best_reward = max(self.best_reward, reward)
-        self._activated.add(decision.arch)
+        self._activated[decision.arch] = reward
         # V's error on this sample was measured before the critic sees it
         self._v.append(decision.v)
         self._r.append(reward)
@@ -386,6 +460,8 @@ class TrustRule:
           (the quality check, see the class docstring).
         - ``verified``: activated only because V beat the best activated reward
           (``verify_best``; U alone would have trusted them).
+        - ``alternatives``: incumbents' neighbours evaluated in place of a proposal
+          (``incumbents``).
         - ``v_mae``: V's mean absolute error on untrusted samples, each measured
           before the critic trained on it (all so far).
         - ``v_mae_recent``: the same over the last ``metrics_window`` samples.
@@ -405,6 +481,7 @@ class TrustRule:
             "trusted": float(self.num_trusted),
             "activated": float(self.num_activated),
             "verified": float(self.num_verified),
+            "alternatives": float(self.num_alternatives),
             "cached": float(self.num_cached),
             "relative_error": self.relative_error(),
             "v_mae": self._error_sum / self._error_count if self._error_count else math.nan,
@@ -428,9 +505,11 @@ class UncertaintyGate(gym.Wrapper):
     ``provide`` hook, as a trusted :class:`~fnas_env.evaluators.base.Evaluation`
     scored with V: the env records it as ``"trusted"`` (``cost=0``) and trains
     nothing. Any other architecture is activated (really evaluated) and the critic
-    learns from it. Intermediate tokens pass through unchanged. The hooks are reached with
-    ``get_wrapper_attr``, and the step itself goes through every wrapper below the
-    gate, so any wrapper may sit in between.
+    learns from it. With the rule's ``incumbents``, a neighbour of the best
+    architectures may be evaluated (through the env's ``evaluate`` and ``score``)
+    in place of a proposal, which is then trusted. Intermediate tokens pass through
+    unchanged. The hooks are reached with ``get_wrapper_attr``, and the step itself
+    goes through every wrapper below the gate, so any wrapper may sit in between.
 
     For a VecEnv (several workers, one critic) use :class:`VecUncertaintyGate`; this
     wrapper is the single-env convenience. Several gates may share one critic.
@@ -501,6 +580,12 @@ class UncertaintyGate(gym.Wrapper):
         if arch is None:
             return self.env.step(action)
         decision = self.rule.decide(arch, cached=self.env.get_wrapper_attr("is_cached")(arch))
+        alternative = self.rule.alternative(decision)
+        if alternative is not None:  # evaluate the neighbour, trust the proposal
+            evaluation = self.env.get_wrapper_attr("evaluate")(alternative.arch)
+            reward, info = self.env.get_wrapper_attr("score")(alternative.arch, evaluation)
+            self.rule.observe(alternative, info, reward)
+            decision = self.rule.trusted(decision)
         if decision.trust:
             self.env.get_wrapper_attr("provide")(decision.evaluation(), reward=decision.v)
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -519,7 +604,10 @@ class VecUncertaintyGate(VecArchitectureWrapper):
     its env as the critic's evaluation (``env_method("provide", ...)``), so the
     worker completes it at once without training; the others are evaluated by the
     workers in parallel. When the step returns, every real evaluation, from any
-    worker, trains the one critic. Works over ``DummyVecEnv``, ``SubprocVecEnv`` and
+    worker, trains the one critic. A neighbour of the incumbents the rule picks in
+    place of a proposal (``incumbents``) is evaluated at once on the env that
+    completes the proposal, and recorded in the search's record. Works over
+    ``DummyVecEnv``, ``SubprocVecEnv`` and
     :class:`~fnas_env.ray_vec_env.RayVecEnv` alike; it reaches the workers only
     through the VecEnv API. Repeats are asked of a
     :class:`~wrappers.record.VecSearchRecord` below the gate when there is one (the
@@ -571,11 +659,24 @@ class VecUncertaintyGate(VecArchitectureWrapper):
 
     def before_completion(self, index: int, arch: Architecture) -> None:
         decision = self.rule.decide(arch, cached=self._is_cached(index, arch))
+        alternative = self.rule.alternative(decision)
+        if alternative is not None:  # evaluate the neighbour on this env, trust the proposal
+            reward, info = self._evaluate_aside(index, alternative.arch)
+            self.rule.observe(alternative, info, reward)
+            decision = self.rule.trusted(decision)
         if decision.trust:
             self.venv.env_method(
                 "provide", decision.evaluation(), reward=decision.v, indices=[index]
             )
         self._decisions[index] = decision
+
+    def _evaluate_aside(self, index: int, arch: Architecture) -> tuple[float, dict[str, Any]]:
+        """Evaluate ``arch`` on env ``index`` outside an episode and record it (in the
+        search's one record when there is one, else in that env's)."""
+        if self._record is not None:
+            return self._record.evaluate_aside(index, arch)
+        evaluation = self.venv.env_method("evaluate", arch, indices=[index])[0]
+        return self.venv.env_method("score", arch, evaluation, indices=[index])[0]
 
     def after_completion(
         self, index: int, arch: Architecture, info: dict[str, Any], reward: float
