@@ -235,6 +235,7 @@ class UACBatchRuleMixin:
         length = len(episode.rewards)
         self._episode_length = length
         kind = episode_kind(info)
+        self.fnas_counters.aside += int(info.get("aside_activated", 0))
         if kind == "trusted":
             quota = self.max_trusted_fraction * stats.target_steps
             over = self.max_trusted_fraction < 1.0 and stats.trusted_steps + length > quota + 1e-9

@@ -13,7 +13,8 @@ each in its own module:
   and normalises advantages with the new episodes' statistics (``advantage_stats``).
 - **Search progress** (``search_budget``). Progress-based schedules (AEB's ``beta``,
   learning-rate and clip-range schedules) follow the search's own progress,
-  activated samples / ``search_budget``, whatever ``total_timesteps`` ``learn`` gets;
+  paid evaluations (activated samples and a gate's evaluations aside) /
+  ``search_budget``, whatever ``total_timesteps`` ``learn`` gets;
   :func:`agents.search.run_search` sets the budget and runs the search.
 
 :func:`make_fnas_controller` builds it with the settings of
@@ -54,6 +55,9 @@ class FNASCounters:
     """Episode counters of the FNAS rules over the whole training (saved with the model).
 
     - ``activated``: really evaluated episodes (each paid for an evaluation);
+    - ``aside``: evaluations a UAC gate made outside the episodes, in place of a
+      proposal it then trusted (``TrustRule(incumbents=...)``; the episode's
+      ``info["aside_activated"]``);
     - ``cached``: episodes whose architecture this search had evaluated before, served
       from the search record at no cost;
     - ``trusted``: critic-scored episodes accepted into a batch;
@@ -68,6 +72,7 @@ class FNASCounters:
     """
 
     activated: int = 0
+    aside: int = 0
     cached: int = 0
     trusted: int = 0
     discarded_trusted: int = 0
@@ -78,6 +83,11 @@ class FNASCounters:
     @property
     def ppo_samples(self) -> int:
         return self.activated + self.cached + self.trusted + self.replayed
+
+    @property
+    def evaluations(self) -> int:
+        """Paid evaluations: activated episodes and the gate's evaluations aside."""
+        return self.activated + self.aside
 
 
 class FNASRecurrentPPO(UACBatchRuleMixin, AEBReplayMixin, WeightedPPOLossMixin, RecurrentPPO):
@@ -129,7 +139,7 @@ class FNASRecurrentPPO(UACBatchRuleMixin, AEBReplayMixin, WeightedPPOLossMixin, 
             times as many replays (the batch grows; new samples per update unchanged).
         search_budget: activated samples the search will spend (default None). When set,
             the training progress of every schedule (AEB's ``beta``, learning-rate and
-            clip-range schedules) is ``activated / search_budget`` instead of SB3's
+            clip-range schedules) is ``evaluations / search_budget`` instead of SB3's
             ``num_timesteps / total_timesteps`` (which counts discarded and trusted
             episodes and depends on the ``total_timesteps`` a caller passes).
         advantage_stats: statistics that normalise the advantages: ``"new"`` (default:
@@ -237,10 +247,11 @@ class FNASRecurrentPPO(UACBatchRuleMixin, AEBReplayMixin, WeightedPPOLossMixin, 
     # ---- search progress ---------------------------------------------------------------
     @property
     def search_progress(self) -> float:
-        """Progress of the search in [0, 1]: activated / ``search_budget`` when it is set,
+        """Progress of the search in [0, 1]: paid evaluations (``FNASCounters.evaluations``)
+        / ``search_budget`` when it is set,
         else SB3's ``1 - progress_remaining`` (timesteps / ``total_timesteps``)."""
         if self.search_budget:
-            return min(1.0, self.fnas_counters.activated / self.search_budget)
+            return min(1.0, self.fnas_counters.evaluations / self.search_budget)
         return float(np.clip(1.0 - self._current_progress_remaining, 0.0, 1.0))
 
     def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:

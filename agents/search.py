@@ -65,7 +65,7 @@ def run_search(
     one_shot = any(env.get_attr("one_shot")) if env.has_attr("one_shot") else False
     steps_per_sample = 1 if one_shot else int(horizon)
     if hasattr(model, "search_budget") and hasattr(model, "fnas_counters"):
-        model.search_budget = model.fnas_counters.activated + int(budget)
+        model.search_budget = model.fnas_counters.evaluations + int(budget)
     stop = SearchBudgetCallback(int(budget), max_samples=max_samples)
     if callback is None:
         callbacks = []

@@ -469,6 +469,27 @@ def test_real_nb201_env_counters_agree_with_the_record(benchmark_dir):
     assert record.replayed == ours.replayed > 0
 
 
+def test_evaluations_aside_count_in_the_counters_and_the_search_progress():
+    """A gate screening the incumbents' neighbours evaluates some of them outside the
+    episodes: the record holds them as activated, the controller counts them as
+    ``aside`` (not as PPO samples) and its progress is paid evaluations / budget."""
+    from wrappers.critic import UncertaintyCritic
+    from wrappers.uac import UncertaintyGate
+
+    env = nas_env()
+    critic = UncertaintyCritic(env.search_space.embedding_dim, hidden=32, seed=0)
+    gate = UncertaintyGate(
+        env, critic, warmup=8, max_relative_error=None, selection="ucb", incumbents=2
+    )
+    model = make_fnas_controller(gate, seed=0, search_budget=400)
+    model.learn(4 * model.n_steps)
+    record, ours = env.counters, model.fnas_counters
+    assert ours.aside == gate.rule.num_alternatives > 0
+    assert record.activated == ours.activated + ours.aside
+    assert ours.ppo_samples == ours.activated + ours.cached + ours.trusted + ours.replayed
+    assert model.search_progress == pytest.approx(record.activated / 400)
+
+
 def test_no_cap_keeps_every_trusted_episode_of_lockstep_envs():
     venv = DummyVecEnv([lambda: AlwaysTrusted(nas_env()) for _ in range(2)])
     model = FNASRecurrentPPO(

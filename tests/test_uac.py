@@ -442,12 +442,14 @@ def test_incumbents_neighbour_is_evaluated_in_place_of_a_lower_scoring_proposal(
     entries = [(e.arch, e.kind) for e in env.record.entries]
     if incumbents:
         assert info["trusted"] and reward == objective(SPACE.from_choices(worse))
+        assert info["aside_activated"] == 1 and info["alternative"] == SPACE.to_string(neighbour)
         assert entries[1] == (SPACE.to_string(neighbour), "activated")
         assert entries[2][1] == "trusted"
         assert critic.updates[-1][1] == [objective(neighbour)]
         assert gate.metrics()["alternatives"] == 1.0
     else:
         assert info["activated"] and [k for _, k in entries] == ["activated", "activated"]
+        assert "aside_activated" not in info
     assert evaluator.calls == 2
     info = final_step(gate, best)[4]  # beats every neighbour of the incumbents
     assert info["activated"] and info["reward"] == objective(SPACE.from_choices(best))

@@ -203,6 +203,10 @@ def test_gate_evaluates_an_incumbents_neighbour_aside_and_records_it(with_record
     # neighbour is evaluated next
     second = SPACE.from_choices([1] * 6 + [2, 2])
     assert infos[1]["trusted"]
+    assert [info["alternative"] for info in infos] == [
+        SPACE.to_string(a) for a in (neighbour, second)
+    ]
+    assert [info["aside_activated"] for info in infos] == [1, 1]
     if with_record:
         entries = [(e.arch, e.kind) for e in venv.record.entries]
     else:

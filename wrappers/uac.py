@@ -532,7 +532,8 @@ class UncertaintyGate(gym.Wrapper):
 
     The last-step ``info`` adds ``uncertainty`` (U), ``predicted_reward`` (V)
     and ``threshold``; ``trusted`` is True (``activated`` False) for trusted
-    architectures.
+    architectures; a proposal replaced by a neighbour adds ``aside_activated=1``
+    and ``alternative`` (the neighbour's string).
 
     ## Example
 
@@ -589,6 +590,8 @@ class UncertaintyGate(gym.Wrapper):
         if decision.trust:
             self.env.get_wrapper_attr("provide")(decision.evaluation(), reward=decision.v)
         obs, reward, terminated, truncated, info = self.env.step(action)
+        if alternative is not None:
+            info.update(aside_activated=1, alternative=self.rule.space.to_string(alternative.arch))
         self.rule.observe(decision, info, float(reward))
         return obs, reward, terminated, truncated, info
 
@@ -621,7 +624,8 @@ class VecUncertaintyGate(VecArchitectureWrapper):
 
     Each last-step ``info`` adds ``uncertainty``, ``predicted_reward`` and
     ``threshold``; ``trusted`` is True (``activated`` False) for trusted
-    architectures.
+    architectures; a proposal replaced by a neighbour adds ``aside_activated=1``
+    and ``alternative``.
 
     ## Example
 
@@ -634,6 +638,7 @@ class VecUncertaintyGate(VecArchitectureWrapper):
         super().__init__(venv)
         self.rule = TrustRule(self.search_space, critic, **settings)
         self._decisions: list[Decision | None] = [None] * self.num_envs
+        self._alternatives: list[Decision | None] = [None] * self.num_envs
         from stable_baselines3.common.vec_env import unwrap_vec_wrapper
 
         from wrappers.record import VecSearchRecord
@@ -664,6 +669,7 @@ class VecUncertaintyGate(VecArchitectureWrapper):
             reward, info = self._evaluate_aside(index, alternative.arch)
             self.rule.observe(alternative, info, reward)
             decision = self.rule.trusted(decision)
+        self._alternatives[index] = alternative
         if decision.trust:
             self.venv.env_method(
                 "provide", decision.evaluation(), reward=decision.v, indices=[index]
@@ -681,7 +687,9 @@ class VecUncertaintyGate(VecArchitectureWrapper):
     def after_completion(
         self, index: int, arch: Architecture, info: dict[str, Any], reward: float
     ) -> None:
-        decision = self._decisions[index]
+        decision, alternative = self._decisions[index], self._alternatives[index]
+        if alternative is not None:
+            info.update(aside_activated=1, alternative=self.rule.space.to_string(alternative.arch))
         if decision is not None:
             self.rule.observe(decision, info, reward)
 
