@@ -30,7 +30,14 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 import fnas_env  # noqa: F401 - registers the env ids
-from agents.methods import FNAS_METHODS, METHODS, RL_METHODS, SCREEN_CONTROLLER, SCREEN_GATE
+from agents.methods import (
+    FNAS_METHODS,
+    METHODS,
+    RL_METHODS,
+    SCREEN_CONTROLLER,
+    SCREEN_CRITIC,
+    SCREEN_GATE,
+)
 from fnas_env.record import RecordEntry, SearchCounters
 from fnas_env.run import RunFolder, RunSettings
 
@@ -127,14 +134,16 @@ def open_critic(
     seed: int = 0,
     path: str | Path | None = None,
     transfer: str | Path | None = None,
+    critic_kwargs: dict[str, Any] | None = None,
 ) -> Any:
     """UAC's critic for the search in ``run``.
 
     In order: the critic file (``path``, default ``run/critic.pt``) of an earlier
     run of this search; else the critic of a search on another task
     (``transfer``), its weights kept and re-scaled to this task's rewards; else a
-    new one. Either of the last two is fitted on the run's record, so a search
-    killed before it saved its critic loses nothing.
+    new one (with ``critic_kwargs``, e.g. ``fnas-screen``'s ensemble). Either of the
+    last two is fitted on the run's record, so a search killed before it saved its
+    critic loses nothing.
     """
     from fnas_env.spaces import get_space
     from wrappers.critic import UncertaintyCritic
@@ -146,7 +155,9 @@ def open_critic(
         critic = UncertaintyCritic.load(transfer)
         critic.clear_replay()  # forget the old task's rewards, re-scale V on this task's
     else:
-        critic = UncertaintyCritic(get_space(space_name).embedding_dim, seed=seed)
+        critic = UncertaintyCritic(
+            get_space(space_name).embedding_dim, seed=seed, **(critic_kwargs or {})
+        )
     if run.record_path.exists():
         critic.fit_record(run.record_path)
     return critic
@@ -439,10 +450,14 @@ def _run_rl(
             from agents.seam import SearchEnvs
 
             space = SearchEnvs(venv).search_space
-            critic = open_critic(
-                run, space.name, settings.seed, transfer=options.get("transfer_critic")
-            )
             screen = settings.method == "fnas-screen"
+            critic = open_critic(
+                run,
+                space.name,
+                settings.seed,
+                transfer=options.get("transfer_critic"),
+                critic_kwargs=SCREEN_CRITIC if screen else None,
+            )
             gate: dict[str, Any] = dict(SCREEN_GATE) if screen else {}
             # the gate's own warm-up unless the search sets one
             if "uac_warmup" in options:

@@ -8,6 +8,10 @@ On FNAS-MNAS-v0 with digits, every method runs the same number of PPO updates
 - ``fnas-akp``: UAC + AEB with the knowledge pool, E/2 epochs;
 - ``fnas-fast-akp``, ``scratch-fast``, ``transfer-fast`` (beyond the paper, on
   request with ``--runs``): those runs with 75% of each batch trusted instead of 50%;
+- ``fnas-screen-akp`` (on request): ``fnas-akp`` with ``fnas search --method
+  fnas-screen``'s gate and controller (:data:`agents.methods.SCREEN_GATE`,
+  ``SCREEN_CONTROLLER``: the critic screens the proposals and the incumbents'
+  neighbours, up to 75% of a batch trusted);
 - ``scratch-quick``, ``transfer-quick`` (on request): the critic trusted after 5
   evaluations with an 8-sample quality check instead of 20 and 20;
 - transfer (Table 5): ``source`` (``fnas-akp`` on digits 0-4) leaves its critic, pool
@@ -42,6 +46,7 @@ RUNS = (
     "fnas",
     "fnas-akp",
     "fnas-fast-akp",
+    "fnas-screen-akp",
     "source",
     "scratch",
     "transfer",
@@ -61,6 +66,7 @@ DEFAULT_RUNS = ("mnas", "fnas", "fnas-akp", "source", "scratch", "transfer")
 #: ``fnas-fast-akp``: the gate trusts 90% of the architectures and a batch may hold 75%
 #: trusted ones (``benchmarks/methods.py``'s FAST preset)
 FAST_GATE, FAST_CONTROLLER = {"trusted_fraction": 0.9}, {"max_trusted_fraction": 0.75}
+SCREEN_RUNS = ("fnas-screen-akp",)
 ALL_DIGITS = None
 FIRST, SECOND = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
 
@@ -109,6 +115,7 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
 
     import fnas_env  # noqa: F401 - registers the ids
     from agents.experience import ExperienceBuffer
+    from agents.methods import SCREEN_CONTROLLER, SCREEN_GATE
     from benchmarks.parallel import build_search
     from wrappers.critic import UncertaintyCritic
 
@@ -131,6 +138,13 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     kwargs["target"] = probe.unwrapped.reward_config.target
     probe.close()
     method = "mnas" if run == "mnas" else "fnas"
+    gate_kwargs = controller_kwargs = None
+    if run in FAST_RUNS:
+        gate_kwargs, controller_kwargs = FAST_GATE, FAST_CONTROLLER
+    elif run in SCREEN_RUNS:
+        gate_kwargs, controller_kwargs = dict(SCREEN_GATE), dict(SCREEN_CONTROLLER)
+    elif run in QUICK_RUNS:
+        gate_kwargs = QUICK_GATE
     search = build_search(
         "FNAS-MNAS-v0",
         kwargs,
@@ -141,8 +155,8 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
         record_path=run_dir / "record.jsonl",
         critic=critic,
         buffer=buffer,
-        gate_kwargs=FAST_GATE if run in FAST_RUNS else QUICK_GATE if run in QUICK_RUNS else None,
-        controller_kwargs=FAST_CONTROLLER if run in FAST_RUNS else None,
+        gate_kwargs=gate_kwargs,
+        controller_kwargs=controller_kwargs,
     )
     wall = search.run_updates(args.updates)
     if search.critic is not None:
@@ -178,6 +192,7 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "wall_s": wall,
         "eval_seconds": float(sum(e.cost or 0.0 for e in succeeded)),
         "activated": sum(e.kind == "activated" for e in entries),
+        "aside": counters.aside,
         "cached": sum(e.kind == "cached" for e in entries),
         "trusted": counters.trusted,
         "replayed": counters.replayed,

@@ -24,8 +24,11 @@ method             what
                    (:data:`FAST`), so each activated sample is screened with more
                    critic-scored ones
 ``fnas-screen``    ``fnas`` beyond the paper: the gate activates the most promising tenth
-                   of the sampled architectures by V + kappa U and trusts the rest
-                   (:data:`SCREEN`: the controller's proposals screened by the critic)
+                   of the sampled architectures by V + kappa U and trusts the rest, and
+                   trains an incumbent's neighbour instead where that scores higher
+                   (:data:`SCREEN`, the library's preset)
+``fnas-screen-``   ``fnas-screen`` screening the controller's proposals only
+``proposals``      (:data:`SCREEN_PROPOSALS`)
 ``evolution``      regularized evolution (Real et al., 2019)
 ``random``         random search
 =================  ==========================================================================
@@ -45,7 +48,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.baselines import nas_env, random_search, regularized_evolution
-from agents.methods import SCREEN_CONTROLLER, SCREEN_GATE
+from agents.methods import SCREEN_CONTROLLER, SCREEN_CRITIC, SCREEN_GATE
 from benchmarks.harness import TracePoint, make_search_env, trace_of
 from fnas_env import threads
 
@@ -69,14 +72,26 @@ METHODS = (
     "fnas-transfer",
     "fnas-fast",
     "fnas-screen",
+    "fnas-screen-proposals",
     "evolution",
     "random",
 )
 #: What ``fnas-fast`` changes in the settings it is given.
 FAST = {"trusted_fraction": 0.9, "max_trusted_fraction": 0.75}
 #: What ``fnas-screen`` changes in the settings it is given: the library's preset
-#: (:data:`agents.methods.SCREEN_GATE` and :data:`~agents.methods.SCREEN_CONTROLLER`).
+#: (:data:`agents.methods.SCREEN_GATE` and :data:`~agents.methods.SCREEN_CONTROLLER`;
+#: :data:`~agents.methods.SCREEN_CRITIC` is merged into ``critic_kwargs``).
 SCREEN = {**SCREEN_GATE, **SCREEN_CONTROLLER}
+#: ``fnas-screen-proposals``: ``fnas-screen`` whose critic screens the controller's
+#: proposals only (no incumbents' neighbours, a single V/U pair, kappa 1, trust after 20
+#: evaluations)
+SCREEN_PROPOSALS = {
+    **SCREEN,
+    "kappa": 1.0,
+    "incumbents": 0,
+    "warmup": 20,
+    "quality_window": 20,
+}
 #: PPO samples at which the paper's metric is read (Table 4 compares at equal PPO samples).
 PPO_CHECKPOINTS = (400, 1000)
 
@@ -259,9 +274,13 @@ def _ppo_run(
     base = search if search is not None else nas_env(env)
     n_envs = env.num_envs if vectorised else 1
     gate = critic = model = None
-    if method in ("fnas-fast", "fnas-screen"):
-        changes = FAST if method == "fnas-fast" else SCREEN
-        method, settings = "fnas", settings.changed(**changes)
+    if method == "fnas-fast":
+        method, settings = "fnas", settings.changed(**FAST)
+    elif method == "fnas-screen":
+        critic_kwargs = {**settings.critic_kwargs, **SCREEN_CRITIC}
+        method, settings = "fnas", settings.changed(**SCREEN, critic_kwargs=critic_kwargs)
+    elif method == "fnas-screen-proposals":
+        method, settings = "fnas", settings.changed(**SCREEN_PROPOSALS)
     overrides: dict[str, Any] = dict(settings.controller)  # the FNAS methods'
     per_update = overrides.pop("architectures_per_update", ARCHITECTURES_PER_UPDATE)
     if method in ("mnas", "mnas-2"):

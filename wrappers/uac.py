@@ -54,10 +54,17 @@ class Decision:
     threshold: float  # in units of the rule's score (U, or V + kappa * U)
     trust: bool
     cached: bool
+    alternative: Architecture | None = None  # the neighbour evaluated in its place
 
     def evaluation(self) -> Evaluation:
         """The predicted evaluation a trusted architecture is scored with (no cost)."""
-        extras = {"predicted_reward": self.v, "uncertainty": self.u, "threshold": self.threshold}
+        extras: dict[str, Any] = {
+            "predicted_reward": self.v,
+            "uncertainty": self.u,
+            "threshold": self.threshold,
+        }
+        if self.alternative is not None:
+            extras["alternative"] = str(self.alternative)
         return Evaluation(accuracy=self.v, trusted=True, cost=0.0, extras=extras)
 
 
@@ -400,10 +407,9 @@ class TrustRule:
         self.num_alternatives += 1
         return Decision(archs[i], x[i], float(v[i]), float(u[i]), decision.threshold, False, False)
 
-    @staticmethod
-    def trusted(decision: Decision) -> Decision:
-        """``decision`` turned into a trusted one (its proposal replaced by an alternative)."""
-        return replace(decision, trust=True)
+    def replaced(self, decision: Decision, alternative: Decision) -> Decision:
+        """``decision``'s proposal trusted, ``alternative`` evaluated in its place."""
+        return replace(decision, trust=True, alternative=alternative.arch)
 
     def observe(self, decision: Decision, info: dict[str, Any], reward: float) -> None:
         """Count the step's outcome (its ``info``) and learn from a real evaluation.
@@ -586,7 +592,7 @@ class UncertaintyGate(gym.Wrapper):
             evaluation = self.env.get_wrapper_attr("evaluate")(alternative.arch)
             reward, info = self.env.get_wrapper_attr("score")(alternative.arch, evaluation)
             self.rule.observe(alternative, info, reward)
-            decision = self.rule.trusted(decision)
+            decision = self.rule.replaced(decision, alternative)
         if decision.trust:
             self.env.get_wrapper_attr("provide")(decision.evaluation(), reward=decision.v)
         obs, reward, terminated, truncated, info = self.env.step(action)
@@ -668,7 +674,7 @@ class VecUncertaintyGate(VecArchitectureWrapper):
         if alternative is not None:  # evaluate the neighbour on this env, trust the proposal
             reward, info = self._evaluate_aside(index, alternative.arch)
             self.rule.observe(alternative, info, reward)
-            decision = self.rule.trusted(decision)
+            decision = self.rule.replaced(decision, alternative)
         self._alternatives[index] = alternative
         if decision.trust:
             self.venv.env_method(
