@@ -114,6 +114,10 @@ class _EnvWorker:
         self.env.close()
 
 
+#: NAS env methods that leave an env's episode as it is: not repeated on a restarted worker
+STATELESS_METHODS = frozenset({"evaluate", "reward_of", "is_cached", "tokens", "action_masks"})
+
+
 class RayVecEnv(VecEnv):
     """SB3 VecEnv whose envs live in Ray actors: evaluations run in parallel.
 
@@ -322,11 +326,19 @@ class RayVecEnv(VecEnv):
     def env_method(
         self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs
     ) -> list[Any]:
-        for i in self._get_indices(indices):
-            self._calls[i].append((method_name, method_args, method_kwargs))
-        return self._call_each(
-            indices, lambda a: a.env_method.remote(method_name, method_args, method_kwargs)
+        """Call ``method_name`` on the envs; a call that changes an env's state (e.g. a UAC
+        gate's ``provide``) is repeated on a restarted worker before its step. A worker
+        that dies in the call is restarted and the call retried (``max_retries``), then a
+        RuntimeError says so."""
+        results = self._call_each(
+            indices,
+            lambda a: a.env_method.remote(method_name, method_args, method_kwargs),
+            what=f"env_method({method_name!r})",
         )
+        if method_name not in STATELESS_METHODS:
+            for i in self._get_indices(indices):
+                self._calls[i].append((method_name, method_args, method_kwargs))
+        return results
 
     def env_is_wrapped(
         self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
@@ -353,8 +365,54 @@ class RayVecEnv(VecEnv):
         except ray.exceptions.RayActorError as exc:
             return self._recover(index, exc)
 
-    def _call_each(self, indices: VecEnvIndices, call: Callable[[Any], Any]) -> list[Any]:
-        return _ray().get([call(self._actors[i]) for i in self._get_indices(indices)])
+    def _call_each(
+        self, indices: VecEnvIndices, call: Callable[[Any], Any], what: str = "a call"
+    ) -> list[Any]:
+        """``call(actor)`` on each env's actor; a dead worker is restarted (its episode
+        replayed) and the call retried up to ``max_retries`` times."""
+        ray = _ray()
+        chosen = self._get_indices(indices)
+        futures = [call(self._actors[i]) for i in chosen]
+        results = []
+        for i, future in zip(chosen, futures):
+            try:
+                results.append(ray.get(future))
+            except ray.exceptions.RayActorError as exc:
+                results.append(self._retry_call(i, call, exc, what))
+        return results
+
+    def _retry_call(self, index: int, call: Callable[[Any], Any], error: Exception, what: str):
+        ray = _ray()
+        last: Exception = error
+        for attempt in range(1, self.max_retries + 2):
+            warnings.warn(
+                f"Ray env worker {index} died in {what} ({type(last).__name__}); restarting it"
+                + (
+                    f" and retrying (attempt {attempt} of {self.max_retries})"
+                    if attempt <= self.max_retries
+                    else ""
+                ),
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            self._replace(index)
+            try:
+                ray.get(
+                    self._actors[index].restore.remote(
+                        self._episode_seed[index],
+                        self._episode_options[index],
+                        self._episode_actions[index],
+                        self._calls[index],
+                    )
+                )
+                if attempt > self.max_retries:  # a fresh worker for what follows
+                    break
+                return ray.get(call(self._actors[index]))
+            except ray.exceptions.RayActorError as exc:
+                last = exc
+        raise RuntimeError(
+            f"Ray env worker {index} died {self.max_retries + 1} times in {what}: {last}"
+        ) from last
 
     def _optional_attr(self, name: str) -> Any:
         return _ray().get(self._actors[0].get_attr.remote(name)) if self.has_attr(name) else None

@@ -243,6 +243,35 @@ def test_an_evaluation_that_keeps_killing_its_worker_fails_with_a_defined_reward
         base.close()
 
 
+def test_an_evaluation_aside_survives_a_dying_worker(tmp_path):
+    """The UAC gate's evaluations outside the episodes (``VecSearchRecord.evaluate_aside``)
+    go through ``env_method``: a worker killed there is restarted and the call retried; an
+    architecture that keeps killing it is recorded as failed with the defined reward."""
+    base = RayVecEnv([env_fn(crash_on=2)], max_retries=1, failed_reward=-5)
+    record = VecSearchRecord(base, tmp_path / "r.jsonl")
+    try:
+        record.reset()
+        fine, crash = SPACE.from_choices([1] * 8), SPACE.from_choices([2] + [0] * 7)
+        os.kill(base.worker_pids()[0], signal.SIGKILL)
+        time.sleep(0.5)
+        with pytest.warns(RuntimeWarning, match="restarting it and retrying"):
+            reward, info = record.evaluate_aside(0, fine)
+        assert reward == objective(fine) and info["activated"] and base.worker_restarts == 1
+        with pytest.warns(RuntimeWarning, match="died 2 times"):
+            reward, info = record.evaluate_aside(0, crash)
+        assert reward == -5.0 and info["failed"]  # recorded as a failed evaluation
+        _, rewards, _, _ = record.step(np.asarray([fine.choices]))  # the search goes on
+        assert rewards[0] == objective(fine) and record.counters.cached == 1
+        entries = list(read_record(tmp_path / "r.jsonl"))
+        assert [(e.kind, e.failed) for e in entries] == [
+            ("activated", False),
+            ("activated", True),
+            ("cached", False),
+        ]
+    finally:
+        base.close()
+
+
 def test_unreachable_cluster_address_errors_fast():
     start = time.perf_counter()
     with pytest.raises(ConnectionError, match="ray start --head"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any
 
 from stable_baselines3.common.vec_env import VecEnv
@@ -77,12 +78,23 @@ class VecSearchRecord(VecArchitectureWrapper):
 
     def evaluate_aside(self, index: int, arch: Architecture) -> tuple[float, dict[str, Any]]:
         """Evaluate ``arch`` on env ``index`` outside an episode (a repeat is served from
-        the record) and record it; returns ``(reward, info)`` as a last step would."""
+        the record) and record it; returns ``(reward, info)`` as a last step would. A
+        worker that keeps dying in it (:class:`~fnas_env.ray_vec_env.RayVecEnv` raises
+        RuntimeError after its retries) gives a failed evaluation and its defined reward."""
+        lost = None  # why the worker could not evaluate it
         if self.is_cached(arch):
             evaluation = self._results[arch].replace(cached=True, cost=0.0)
         else:
-            evaluation = self.venv.env_method("evaluate", arch, indices=[index])[0]
-        reward = float(self.venv.env_method("reward_of", evaluation, indices=[index])[0])
+            try:
+                evaluation = self.venv.env_method("evaluate", arch, indices=[index])[0]
+            except RuntimeError as exc:
+                warnings.warn(f"evaluation of {arch} failed: {exc}", RuntimeWarning, stacklevel=2)
+                lost = str(exc)
+                evaluation = Evaluation(accuracy=0.0, cost=0.0, failed=True, extras={"error": lost})
+        if lost is not None and hasattr(self.venv, "failed_reward"):
+            reward = float(self.venv.failed_reward)  # as the VecEnv rewards a lost step
+        else:
+            reward = float(self.venv.env_method("reward_of", evaluation, indices=[index])[0])
         info = {
             "evaluation": evaluation,
             "reward": reward,
