@@ -236,7 +236,10 @@ class UACBatchRuleMixin:
         self._episode_length = length
         kind = episode_kind(info)
         self.fnas_counters.aside += int(info.get("aside_activated", 0))
-        if kind == "trusted":
+        replaced = kind == "trusted" and bool(info.get("aside_activated", 0))
+        if replaced and getattr(self, "keep_replaced", False):  # paid for: kept, no quota
+            self.fnas_counters.trusted += 1
+        elif kind == "trusted":
             quota = self.max_trusted_fraction * stats.target_steps
             over = self.max_trusted_fraction < 1.0 and stats.trusted_steps + length > quota + 1e-9
             if over and not stats.force_accept:

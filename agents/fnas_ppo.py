@@ -114,6 +114,10 @@ class FNASRecurrentPPO(UACBatchRuleMixin, AEBReplayMixin, WeightedPPOLossMixin, 
             the paper's; in [0, 1)).
         rho_max: truncation of the off-policy ratio ``pi / mu`` (default 1.0; only with
             ``off_policy_correction`` ``"episode"`` or ``"step"``).
+        keep_replaced: a trusted episode whose proposal a UAC gate replaced by an
+            evaluation aside (``info["aside_activated"]``, ``TrustRule(incumbents=...)``)
+            is always kept, outside the trusted quota, since its evaluation was paid
+            (default False: it is discarded like any trusted episode over the quota).
         max_resample_factor: bound on resampling: once the steps of discarded trusted
             episodes in one rollout reach this multiple of the batch's new steps, trust
             is turned off for the rest of the rollout (default 10.0: with a gate that
@@ -159,6 +163,7 @@ class FNASRecurrentPPO(UACBatchRuleMixin, AEBReplayMixin, WeightedPPOLossMixin, 
         max_replay_fraction: float = 0.5,
         rho_max: float = 1.0,
         max_resample_factor: float = 10.0,
+        keep_replaced: bool = False,
         off_policy_correction: str = "clip",
         replay_mode: str = "share",
         search_budget: int | None = None,
@@ -195,6 +200,7 @@ class FNASRecurrentPPO(UACBatchRuleMixin, AEBReplayMixin, WeightedPPOLossMixin, 
         self.max_replay_fraction = float(max_replay_fraction)
         self.rho_max = float(rho_max)
         self.max_resample_factor = float(max_resample_factor)
+        self.keep_replaced = bool(keep_replaced)
         self.off_policy_correction = off_policy_correction
         self.replay_mode = replay_mode
         self.search_budget = search_budget

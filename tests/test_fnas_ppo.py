@@ -122,6 +122,32 @@ def test_batch_rule_keeps_at_most_half_trusted_episodes():
     assert model.num_timesteps == T * gate.completed
 
 
+class ReplacingGate(CountingGate):
+    """CountingGate whose trusted proposals were each replaced by an evaluation aside."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        if info.get("trusted"):
+            info["aside_activated"] = 1
+        return obs, reward, terminated, truncated, info
+
+
+@pytest.mark.parametrize("keep_replaced", [False, True])
+def test_replaced_proposals_are_kept_outside_the_quota_on_request(keep_replaced):
+    """keep_replaced: a trusted episode paid for by an evaluation aside is never
+    discarded; by default the batch rule discards it like any trusted one."""
+    gate = ReplacingGate(nas_env(), evaluate_every=3)
+    model = make_fnas_controller(gate, aeb=False, seed=0, keep_replaced=keep_replaced)
+    callback = start(model)
+    kinds = rollout(model, callback).episode_kinds
+    counters = model.fnas_counters
+    assert counters.aside == counters.trusted + counters.discarded_trusted
+    if keep_replaced:
+        assert counters.discarded_trusted == 0 and kinds.count("trusted") > len(kinds) // 2
+    else:
+        assert counters.discarded_trusted > 0 and kinds.count("trusted") == len(kinds) // 2
+
+
 def test_resampling_is_bounded_then_trust_returns():
     gate = CountingGate(nas_env(), evaluate_every=10**9)  # trusts everything
     model = make_fnas_controller(gate, aeb=False, seed=0, max_resample_factor=1.0)
