@@ -73,7 +73,14 @@ TRANSFER_TARGETS = ("nb201-cifar100", "nb201-imagenet16")
 TARGETS = {"uac": 1.8, "fnas": 3.0, "fnas-transfer": 3.0}
 #: Methods whose median activated samples to the top-0.1% (to evolution's final level
 #: where the env is not a table) are compared with regularized evolution's.
-EVOLUTION_RIVALS = ("fnas", "uac", "fnas-fast", "fnas-screen-proposals", "fnas-screen")
+EVOLUTION_RIVALS = (
+    "fnas",
+    "uac",
+    "fnas-fast",
+    "fnas-screen-proposals",
+    "fnas-screen",
+    "fnas-screen-keep",
+)
 #: Paper-metric targets: method's activated / mnas's at equal PPO samples (at most).
 PAPER_TARGETS = {"uac": 0.5, "fnas": 0.25}
 
