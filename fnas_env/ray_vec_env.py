@@ -395,16 +395,8 @@ class RayVecEnv(VecEnv):
                 RuntimeWarning,
                 stacklevel=4,
             )
-            self._replace(index)
             try:
-                ray.get(
-                    self._actors[index].restore.remote(
-                        self._episode_seed[index],
-                        self._episode_options[index],
-                        self._episode_actions[index],
-                        self._calls[index],
-                    )
-                )
+                self._restart(index)
                 if attempt > self.max_retries:  # a fresh worker for what follows
                     break
                 return ray.get(call(self._actors[index]))
@@ -435,16 +427,8 @@ class RayVecEnv(VecEnv):
                 RuntimeWarning,
                 stacklevel=3,
             )
-            self._replace(index)
             try:
-                ray.get(
-                    self._actors[index].restore.remote(
-                        self._episode_seed[index],
-                        self._episode_options[index],
-                        self._episode_actions[index],
-                        self._calls[index],
-                    )
-                )
+                self._restart(index)
                 return ray.get(self._actors[index].step.remote(action))
             except ray.exceptions.RayActorError as exc:
                 last = exc
@@ -462,6 +446,19 @@ class RayVecEnv(VecEnv):
             "TimeLimit.truncated": False,
         }
         return obs, self.failed_reward, True, info, reset_info
+
+    def _restart(self, index: int) -> None:
+        """A new worker for env ``index``, brought to where the dead one's env was (its
+        episode's actions and the state-changing env_method calls since its last step)."""
+        self._replace(index)
+        _ray().get(
+            self._actors[index].restore.remote(
+                self._episode_seed[index],
+                self._episode_options[index],
+                self._episode_actions[index],
+                self._calls[index],
+            )
+        )
 
     def _replace(self, index: int) -> None:
         ray = _ray()

@@ -416,6 +416,22 @@ def test_neighbours_change_exactly_one_decision():
     assert all(sum(a != b for a, b in zip(n.choices, arch.choices)) == 1 for n in neighbours)
 
 
+def exact_screening_gate(env: NASEnv, warmup: int, incumbents: int) -> UncertaintyGate:
+    """A UCB gate whose critic knows the objective (V = objective, U = 0) and whose
+    threshold activates every proposal (so only alternatives are trusted)."""
+    critic = ScriptedCritic(value=lambda c: objective(SPACE.from_choices(c)))
+    return UncertaintyGate(
+        env,
+        critic,
+        threshold=0.0,
+        warmup=warmup,
+        max_relative_error=None,
+        verify_best=False,
+        selection="ucb",
+        incumbents=incumbents,
+    )
+
+
 @pytest.mark.parametrize("incumbents", [0, 1])
 def test_incumbents_neighbour_is_evaluated_in_place_of_a_lower_scoring_proposal(incumbents):
     """The critic knows the objective exactly (V = objective, U = 0) and the threshold
@@ -423,18 +439,9 @@ def test_incumbents_neighbour_is_evaluated_in_place_of_a_lower_scoring_proposal(
     is evaluated instead of a proposal it beats, the proposal is trusted; a proposal
     better than every neighbour is evaluated itself."""
     evaluator = SyntheticMacro()
-    critic = ScriptedCritic(value=lambda c: objective(SPACE.from_choices(c)))
     env = one_shot_env(evaluator)
-    gate = UncertaintyGate(
-        env,
-        critic,
-        threshold=0.0,
-        warmup=1,
-        max_relative_error=None,
-        verify_best=False,
-        selection="ucb",
-        incumbents=incumbents,
-    )
+    gate = exact_screening_gate(env, warmup=1, incumbents=incumbents)
+    critic = gate.critic
     incumbent, worse, best = [1] * 8, [0] + [1] * 7, [2] * 8
     assert final_step(gate, incumbent)[4]["activated"]  # warm-up: no alternative yet
     _, reward, _, _, info = final_step(gate, worse)
@@ -457,17 +464,7 @@ def test_incumbents_neighbour_is_evaluated_in_place_of_a_lower_scoring_proposal(
 
 
 def test_no_alternative_while_the_critic_is_warming_up_or_trust_is_off():
-    critic = ScriptedCritic(value=lambda c: objective(SPACE.from_choices(c)))
-    gate = UncertaintyGate(
-        one_shot_env(),
-        critic,
-        threshold=0.0,
-        warmup=3,
-        max_relative_error=None,
-        verify_best=False,
-        selection="ucb",
-        incumbents=2,
-    )
+    gate = exact_screening_gate(one_shot_env(), warmup=3, incumbents=2)
     rng = np.random.default_rng(0)
     kinds = [final_step(gate, SPACE.sample(rng).choices)[4]["activated"] for _ in range(3)]
     assert kinds == [True] * 3 and gate.rule.num_alternatives == 0

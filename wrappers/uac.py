@@ -11,9 +11,11 @@ reaches into ``env.unwrapped``.
 
 from __future__ import annotations
 
+import heapq
 import math
 import warnings
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,6 +68,10 @@ class Decision:
         if self.alternative is not None:
             extras["alternative"] = str(self.alternative)
         return Evaluation(accuracy=self.v, trusted=True, cost=0.0, extras=extras)
+
+    def replaced_by(self, alternative: Decision) -> Decision:
+        """This proposal trusted, ``alternative`` evaluated in its place."""
+        return replace(self, trust=True, alternative=alternative.arch)
 
 
 class TrustRule:
@@ -387,10 +393,10 @@ class TrustRule:
             or not self.critic_ready()
         ):
             return None
-        best = sorted(self._activated, key=self._activated.__getitem__, reverse=True)
+        best = heapq.nlargest(self.incumbents, self._activated, key=self._activated.__getitem__)
         candidates = {
             n
-            for arch in best[: self.incumbents]
+            for arch in best
             for n in self.neighbours(arch)
             if n not in self._activated and n != decision.arch
         }
@@ -407,18 +413,32 @@ class TrustRule:
         self.num_alternatives += 1
         return Decision(archs[i], x[i], float(v[i]), float(u[i]), decision.threshold, False, False)
 
-    def replaced(self, decision: Decision, alternative: Decision) -> Decision:
-        """``decision``'s proposal trusted, ``alternative`` evaluated in its place."""
-        return replace(decision, trust=True, alternative=alternative.arch)
+    def screen(
+        self,
+        decision: Decision,
+        evaluate_aside: Callable[[Architecture], tuple[float, dict[str, Any]]],
+    ) -> Decision:
+        """``decision``, or, where :meth:`alternative` finds a better-scoring neighbour,
+        the proposal trusted after ``evaluate_aside(neighbour) -> (reward, info)`` has
+        evaluated and recorded the neighbour (which the critic learns from)."""
+        alternative = self.alternative(decision)
+        if alternative is None:
+            return decision
+        reward, info = evaluate_aside(alternative.arch)
+        self.observe(alternative, info, reward)
+        return decision.replaced_by(alternative)
 
     def observe(self, decision: Decision, info: dict[str, Any], reward: float) -> None:
         """Count the step's outcome (its ``info``) and learn from a real evaluation.
 
-        Adds ``uncertainty``, ``predicted_reward`` and ``threshold`` to ``info``.
+        Adds ``uncertainty``, ``predicted_reward`` and ``threshold`` to ``info`` (and
+        ``aside_activated=1`` and ``alternative`` for a proposal replaced by a neighbour).
         """
         info.update(
             uncertainty=decision.u, predicted_reward=decision.v, threshold=decision.threshold
         )
+        if decision.alternative is not None:  # a neighbour was evaluated in its place
+            info.update(aside_activated=1, alternative=self.space.to_string(decision.alternative))
         if info.get("cached", False):
             self.num_cached += 1
             return
@@ -587,19 +607,17 @@ class UncertaintyGate(gym.Wrapper):
         if arch is None:
             return self.env.step(action)
         decision = self.rule.decide(arch, cached=self.env.get_wrapper_attr("is_cached")(arch))
-        alternative = self.rule.alternative(decision)
-        if alternative is not None:  # evaluate the neighbour, trust the proposal
-            evaluation = self.env.get_wrapper_attr("evaluate")(alternative.arch)
-            reward, info = self.env.get_wrapper_attr("score")(alternative.arch, evaluation)
-            self.rule.observe(alternative, info, reward)
-            decision = self.rule.replaced(decision, alternative)
+        decision = self.rule.screen(decision, self._evaluate_aside)
         if decision.trust:
             self.env.get_wrapper_attr("provide")(decision.evaluation(), reward=decision.v)
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if alternative is not None:
-            info.update(aside_activated=1, alternative=self.rule.space.to_string(alternative.arch))
         self.rule.observe(decision, info, float(reward))
         return obs, reward, terminated, truncated, info
+
+    def _evaluate_aside(self, arch: Architecture) -> tuple[float, dict[str, Any]]:
+        """Evaluate ``arch`` outside the episode and record it in the env's record."""
+        evaluation = self.env.get_wrapper_attr("evaluate")(arch)
+        return self.env.get_wrapper_attr("score")(arch, evaluation)
 
 
 class VecUncertaintyGate(VecArchitectureWrapper):
@@ -644,7 +662,6 @@ class VecUncertaintyGate(VecArchitectureWrapper):
         super().__init__(venv)
         self.rule = TrustRule(self.search_space, critic, **settings)
         self._decisions: list[Decision | None] = [None] * self.num_envs
-        self._alternatives: list[Decision | None] = [None] * self.num_envs
         from stable_baselines3.common.vec_env import unwrap_vec_wrapper
 
         from wrappers.record import VecSearchRecord
@@ -670,12 +687,7 @@ class VecUncertaintyGate(VecArchitectureWrapper):
 
     def before_completion(self, index: int, arch: Architecture) -> None:
         decision = self.rule.decide(arch, cached=self._is_cached(index, arch))
-        alternative = self.rule.alternative(decision)
-        if alternative is not None:  # evaluate the neighbour on this env, trust the proposal
-            reward, info = self._evaluate_aside(index, alternative.arch)
-            self.rule.observe(alternative, info, reward)
-            decision = self.rule.replaced(decision, alternative)
-        self._alternatives[index] = alternative
+        decision = self.rule.screen(decision, lambda arch: self._evaluate_aside(index, arch))
         if decision.trust:
             self.venv.env_method(
                 "provide", decision.evaluation(), reward=decision.v, indices=[index]
@@ -693,9 +705,7 @@ class VecUncertaintyGate(VecArchitectureWrapper):
     def after_completion(
         self, index: int, arch: Architecture, info: dict[str, Any], reward: float
     ) -> None:
-        decision, alternative = self._decisions[index], self._alternatives[index]
-        if alternative is not None:
-            info.update(aside_activated=1, alternative=self.rule.space.to_string(alternative.arch))
+        decision = self._decisions[index]
         if decision is not None:
             self.rule.observe(decision, info, reward)
 
