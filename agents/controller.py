@@ -12,7 +12,9 @@ Hyperparameters (``overrides`` replace any of them):
 =====================  =====================  =================================================
 setting                value                  source / reason
 =====================  =====================  =================================================
-policy                 ``MlpLstmPolicy``      sb3-contrib's recurrent actor-critic
+policy                 EpisodeLstmPolicy      sb3-contrib's ``MlpLstmPolicy`` with one LSTM
+                                              call per episode in PPO's update, same outputs
+                                              (:mod:`agents.policy`)
 lstm_hidden_size       100                    NASNet/MnasNet controller: one LSTM layer, 100
 n_lstm_layers          1                      units (NASNet appendix; MnasNet reuses it)
 shared_lstm            True                   one LSTM as in MnasNet; the value head reads its
@@ -54,6 +56,8 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
+
+from agents.policy import EpisodeLstmPolicy
 
 __all__ = ["make_controller", "episode_length", "ScaleReward", "CONTROLLER_DEFAULTS"]
 
@@ -179,10 +183,11 @@ def make_controller(
         **CONTROLLER_DEFAULTS["policy_kwargs"],
         **overrides.pop("policy_kwargs", {}),
     }
+    policy = overrides.pop("policy", EpisodeLstmPolicy)
     kwargs.update(n_steps=n_steps, batch_size=n_steps * venv.num_envs)
     kwargs.update(overrides)
     model = algorithm(
-        "MlpLstmPolicy",
+        policy,
         venv,
         seed=seed,
         tensorboard_log=tensorboard_log,

@@ -11,7 +11,9 @@ On FNAS-MNAS-v0 with digits, every method runs the same number of PPO updates
 - ``fnas-screen-akp`` (on request): ``fnas-akp`` with ``fnas search --method
   fnas-screen``'s gate and controller (:data:`agents.methods.SCREEN_GATE`,
   ``SCREEN_CONTROLLER``: the critic screens the proposals and the incumbents'
-  neighbours, up to 75% of a batch trusted);
+  neighbours, up to 75% of a batch trusted); ``fnas-screen-keep-akp``: the same whose
+  controller keeps the episodes of proposals replaced by a neighbour outside the trusted
+  quota (``keep_replaced=True``);
 - ``scratch-quick``, ``transfer-quick`` (on request): the critic trusted after 5
   evaluations with an 8-sample quality check instead of 20 and 20;
 - transfer (Table 5): ``source`` (``fnas-akp`` on digits 0-4) leaves its critic, pool
@@ -47,6 +49,7 @@ RUNS = (
     "fnas-akp",
     "fnas-fast-akp",
     "fnas-screen-akp",
+    "fnas-screen-keep-akp",
     "source",
     "scratch",
     "transfer",
@@ -66,7 +69,7 @@ DEFAULT_RUNS = ("mnas", "fnas", "fnas-akp", "source", "scratch", "transfer")
 #: ``fnas-fast-akp``: the gate trusts 90% of the architectures and a batch may hold 75%
 #: trusted ones (``benchmarks/methods.py``'s FAST preset)
 FAST_GATE, FAST_CONTROLLER = {"trusted_fraction": 0.9}, {"max_trusted_fraction": 0.75}
-SCREEN_RUNS = ("fnas-screen-akp",)
+SCREEN_RUNS = ("fnas-screen-akp", "fnas-screen-keep-akp")
 ALL_DIGITS = None
 FIRST, SECOND = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
 
@@ -143,6 +146,7 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
         gate_kwargs, controller_kwargs = FAST_GATE, FAST_CONTROLLER
     elif run in SCREEN_RUNS:
         gate_kwargs, controller_kwargs = dict(SCREEN_GATE), dict(SCREEN_CONTROLLER)
+        controller_kwargs["keep_replaced"] = run == "fnas-screen-keep-akp"
     elif run in QUICK_RUNS:
         gate_kwargs = QUICK_GATE
     search = build_search(

@@ -70,7 +70,9 @@ METHODS = ("mnas", "fnas-off", "uac", "aeb", "fnas", "evolution")
 TRANSFER_SOURCE = "nb201-cifar10"
 TRANSFER_TARGETS = ("nb201-cifar100", "nb201-imagenet16")
 #: Strict-metric targets: mnas activated samples / method's, to mnas's final best reward.
-TARGETS = {"uac": 1.8, "fnas": 3.0, "fnas-transfer": 3.0}
+TARGETS = {"uac": 1.8, "fnas": 3.0, "fnas-transfer": 3.0, "fnas-screen-transfer": 3.0}
+#: Transfer methods and the method whose NB201 cifar10 runs leave the critics they load.
+TRANSFER_METHODS = {"fnas-transfer": "fnas", "fnas-screen-transfer": "fnas-screen"}
 #: Methods whose median activated samples to the top-0.1% (to evolution's final level
 #: where the env is not a table) are compared with regularized evolution's.
 EVOLUTION_RIVALS = (
@@ -452,21 +454,29 @@ def run_all(
     log=print,
     jsonl: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every (env, method, seed); ``fnas-transfer`` loads the NB201 cifar10 fnas critics.
+    """Run every (env, method, seed); a transfer method loads NB201 cifar10 critics.
 
-    ``work_dir`` keeps the critics the NB201 cifar10 ``fnas`` runs save (default: a
-    temporary folder). Before a ``fnas-transfer`` seed, a missing source critic is made by
-    a ``fnas`` run on NB201 cifar10 (not reported). ``jsonl``: append every record to this
-    file as soon as its run ends.
+    A transfer method (:data:`TRANSFER_METHODS`) starts from the critic its source
+    method's NB201 cifar10 run of the same seed saved in ``work_dir`` (default: a
+    temporary folder); a missing source critic is made by such a run first (not
+    reported). ``jsonl``: append every record to this file as soon as its run ends.
     """
     work = work_dir or tempfile.mkdtemp(prefix="fnas-ablation-")
-    source_dir = f"{work}/{TRANSFER_SOURCE}"
-    settings = settings.changed(transfer_critic=f"{source_dir}/critic-{{seed}}.pt")
+    sources = set(TRANSFER_METHODS.values())
     records: list[dict[str, Any]] = []
+
+    def source_dir(source: str) -> str:
+        return f"{work}/{TRANSFER_SOURCE}/{source}"
 
     def one(name: str, method: str, seed: int, report: bool = True) -> None:
         env_id, kwargs = env_spec(name, benchmark_dir)
-        save = method == "fnas" and name == TRANSFER_SOURCE
+        save = method in sources and name == TRANSFER_SOURCE
+        source = TRANSFER_METHODS.get(method)
+        run_settings = settings
+        if source is not None:
+            run_settings = settings.changed(
+                transfer_critic=f"{source_dir(source)}/critic-{{seed}}.pt"
+            )
         start = time.perf_counter()
         result = run(
             method,
@@ -474,9 +484,9 @@ def run_all(
             kwargs,
             budget=budget,
             seed=seed,
-            settings=settings,
+            settings=run_settings,
             min_ppo_samples=min_ppo_samples,
-            save_dir=source_dir if save else None,
+            save_dir=source_dir(method) if save else None,
         )
         lookup = TrueValues(env_id, kwargs)
         # runs with the oracle critic are reported apart from the learnt critic's
@@ -496,13 +506,14 @@ def run_all(
 
     for name in envs:
         for method in methods:
-            if method == "fnas-transfer" and name not in TRANSFER_TARGETS:
+            source = TRANSFER_METHODS.get(method)
+            if source is not None and name not in TRANSFER_TARGETS:
                 continue
             for seed in seeds:
-                if method == "fnas-transfer" and not os.path.isfile(
-                    f"{source_dir}/critic-{seed}.pt"
+                if source is not None and not os.path.isfile(
+                    f"{source_dir(source)}/critic-{seed}.pt"
                 ):
-                    one(TRANSFER_SOURCE, "fnas", seed, report=False)
+                    one(TRANSFER_SOURCE, source, seed, report=False)
                 one(name, method, seed)
     add_mnas_targets(records)
     return records
@@ -684,7 +695,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     budget, ppo = args.budget, args.ppo_samples
     if args.quick:
         seeds, budget, ppo, envs = [0, 1, 2], 50, 100, ["macro"]
-        methods = [m for m in methods if m != "fnas-transfer"]
+        methods = [m for m in methods if m not in TRANSFER_METHODS]
     records = run_all(
         envs,
         methods,

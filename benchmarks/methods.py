@@ -29,6 +29,11 @@ method             what
                    (:data:`SCREEN`, the library's preset)
 ``fnas-screen-``   ``fnas-screen`` screening the controller's proposals only
 ``proposals``      (:data:`SCREEN_PROPOSALS`)
+``fnas-screen-``   ``fnas-screen`` whose controller keeps a trusted episode whose proposal
+``keep``           the gate replaced by a neighbour outside the trusted quota
+                   (``FNASRecurrentPPO(keep_replaced=True)``)
+``fnas-screen-``   ``fnas-screen`` whose critic starts from the one a ``fnas-screen``
+``transfer``       search saved on another task (``FNASSettings.transfer_critic``)
 ``evolution``      regularized evolution (Real et al., 2019)
 ``random``         random search
 =================  ==========================================================================
@@ -73,6 +78,8 @@ METHODS = (
     "fnas-fast",
     "fnas-screen",
     "fnas-screen-proposals",
+    "fnas-screen-keep",
+    "fnas-screen-transfer",
     "evolution",
     "random",
 )
@@ -124,8 +131,9 @@ class FNASSettings:
         critic: ``"learnt"`` (V/U networks) or ``"oracle"`` (the benchmark's true reward,
             uninformative U: :class:`benchmarks.oracle.OracleCritic`, tables only).
         critic_kwargs: extra :class:`~wrappers.critic.UncertaintyCritic` arguments.
-        transfer_critic: critic file (may hold ``{seed}``) ``fnas-transfer`` starts from.
-        transfer_warmup: ``fnas-transfer``'s warm-up and quality window.
+        transfer_critic: critic file (may hold ``{seed}``) ``fnas-transfer`` and
+            ``fnas-screen-transfer`` start from.
+        transfer_warmup: their warm-up and quality window.
         transfer_restandardize: new-task rewards that re-scale a transferred V.
         controller: extra FNASRecurrentPPO / RecurrentPPO arguments.
     """
@@ -274,11 +282,16 @@ def _ppo_run(
     base = search if search is not None else nas_env(env)
     n_envs = env.num_envs if vectorised else 1
     gate = critic = model = None
+    requested = method
     if method == "fnas-fast":
         method, settings = "fnas", settings.changed(**FAST)
-    elif method == "fnas-screen":
+    elif method in ("fnas-screen", "fnas-screen-keep", "fnas-screen-transfer"):
         critic_kwargs = {**settings.critic_kwargs, **SCREEN_CRITIC}
-        method, settings = "fnas", settings.changed(**SCREEN, critic_kwargs=critic_kwargs)
+        controller = dict(settings.controller)
+        if method == "fnas-screen-keep":
+            controller["keep_replaced"] = True
+        settings = settings.changed(**SCREEN, critic_kwargs=critic_kwargs, controller=controller)
+        method = "fnas-transfer" if method == "fnas-screen-transfer" else "fnas"
     elif method == "fnas-screen-proposals":
         method, settings = "fnas", settings.changed(**SCREEN_PROPOSALS)
     overrides: dict[str, Any] = dict(settings.controller)  # the FNAS methods'
@@ -296,10 +309,10 @@ def _ppo_run(
         transfer = None
         if method == "fnas-transfer":
             if settings.transfer_critic is None:
-                raise ValueError("fnas-transfer needs FNASSettings.transfer_critic")
+                raise ValueError(f"{requested} needs FNASSettings.transfer_critic")
             transfer = os.fspath(settings.transfer_critic).format(seed=seed)
             if not Path(transfer).is_file():
-                raise FileNotFoundError(f"fnas-transfer: no critic at {transfer}")
+                raise FileNotFoundError(f"{requested}: no critic at {transfer}")
         if uac:
             one = env.envs[0] if vectorised else env
             critic = _critic(one, settings, seed, transfer)

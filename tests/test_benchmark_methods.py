@@ -360,3 +360,44 @@ def test_oracle_runs_are_reported_under_their_own_name(benchmark_dir, tmp_path):
         log=lambda s: None,
     )
     assert [r["method"] for r in records] == ["uac-oracle"]
+
+
+def test_screen_transfer_starts_from_the_critic_of_its_own_source_method(
+    benchmark_dir, tmp_path
+):
+    """fnas-screen-transfer loads the critic a fnas-screen run on cifar10 saved (made first,
+    not reported); fnas-transfer's source is fnas, in a folder of its own."""
+    records = fa.run_all(
+        ["nb201-cifar100"],
+        ["fnas-screen-transfer"],
+        [0],
+        budget=12,
+        settings=FNASSettings(),
+        min_ppo_samples=0,
+        benchmark_dir=str(benchmark_dir),
+        work_dir=str(tmp_path),
+        log=lambda s: None,
+    )
+    assert [(r["env"], r["method"]) for r in records] == [
+        ("nb201-cifar100", "fnas-screen-transfer")
+    ]
+    assert (tmp_path / "nb201-cifar10" / "fnas-screen" / "critic-0.pt").is_file()
+    assert not (tmp_path / "nb201-cifar10" / "fnas").exists()
+    assert records[0]["activated"] == 12
+
+
+def test_screen_keep_passes_keep_replaced_to_the_controller(monkeypatch):
+    import agents.fnas_ppo as fnas_ppo
+
+    seen: list[dict] = []
+    make = fnas_ppo.make_fnas_controller
+
+    def spy(env, **kwargs):
+        seen.append(kwargs)
+        return make(env, **kwargs)
+
+    monkeypatch.setattr(fnas_ppo, "make_fnas_controller", spy)
+    for method in ("fnas-screen", "fnas-screen-keep"):
+        run(method, "FNAS-Macro-v0", budget=4, seed=0)
+    assert [s.get("keep_replaced", False) for s in seen] == [False, True]
+    assert all(s["max_trusted_fraction"] == 0.75 for s in seen)
