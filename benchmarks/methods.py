@@ -34,6 +34,7 @@ method             what
                    (``FNASRecurrentPPO(keep_replaced=True)``)
 ``fnas-screen-``   ``fnas-screen`` whose critic starts from the one a ``fnas-screen``
 ``transfer``       search saved on another task (``FNASSettings.transfer_critic``)
+``uac-screen``     ``fnas-screen`` without AEB (the screening gate alone)
 ``evolution``      regularized evolution (Real et al., 2019)
 ``random``         random search
 =================  ==========================================================================
@@ -80,6 +81,7 @@ METHODS = (
     "fnas-screen-proposals",
     "fnas-screen-keep",
     "fnas-screen-transfer",
+    "uac-screen",
     "evolution",
     "random",
 )
@@ -285,13 +287,13 @@ def _ppo_run(
     requested = method
     if method == "fnas-fast":
         method, settings = "fnas", settings.changed(**FAST)
-    elif method in ("fnas-screen", "fnas-screen-keep", "fnas-screen-transfer"):
+    elif method in ("fnas-screen", "fnas-screen-keep", "fnas-screen-transfer", "uac-screen"):
         critic_kwargs = {**settings.critic_kwargs, **SCREEN_CRITIC}
         controller = dict(settings.controller)
         if method == "fnas-screen-keep":
             controller["keep_replaced"] = True
         settings = settings.changed(**SCREEN, critic_kwargs=critic_kwargs, controller=controller)
-        method = "fnas-transfer" if method == "fnas-screen-transfer" else "fnas"
+        method = {"fnas-screen-transfer": "fnas-transfer", "uac-screen": "uac"}.get(method, "fnas")
     elif method == "fnas-screen-proposals":
         method, settings = "fnas", settings.changed(**SCREEN_PROPOSALS)
     overrides: dict[str, Any] = dict(settings.controller)  # the FNAS methods'

@@ -362,9 +362,7 @@ def test_oracle_runs_are_reported_under_their_own_name(benchmark_dir, tmp_path):
     assert [r["method"] for r in records] == ["uac-oracle"]
 
 
-def test_screen_transfer_starts_from_the_critic_of_its_own_source_method(
-    benchmark_dir, tmp_path
-):
+def test_screen_transfer_starts_from_the_critic_of_its_own_source_method(benchmark_dir, tmp_path):
     """fnas-screen-transfer loads the critic a fnas-screen run on cifar10 saved (made first,
     not reported); fnas-transfer's source is fnas, in a folder of its own."""
     records = fa.run_all(
@@ -386,7 +384,8 @@ def test_screen_transfer_starts_from_the_critic_of_its_own_source_method(
     assert records[0]["activated"] == 12
 
 
-def test_screen_keep_passes_keep_replaced_to_the_controller(monkeypatch):
+def test_screen_variants_reach_the_controller(monkeypatch):
+    """fnas-screen-keep adds keep_replaced; uac-screen is the same gate without AEB."""
     import agents.fnas_ppo as fnas_ppo
 
     seen: list[dict] = []
@@ -397,7 +396,12 @@ def test_screen_keep_passes_keep_replaced_to_the_controller(monkeypatch):
         return make(env, **kwargs)
 
     monkeypatch.setattr(fnas_ppo, "make_fnas_controller", spy)
-    for method in ("fnas-screen", "fnas-screen-keep"):
-        run(method, "FNAS-Macro-v0", budget=4, seed=0)
-    assert [s.get("keep_replaced", False) for s in seen] == [False, True]
+    counters = [
+        run(method, "FNAS-Macro-v0", budget=30, seed=0).counters
+        for method in ("fnas-screen", "fnas-screen-keep", "uac-screen")
+    ]
+    assert [s.get("keep_replaced", False) for s in seen] == [False, True, False]
+    assert [(s["uac"], s["aeb"]) for s in seen] == [(True, True), (True, True), (True, False)]
     assert all(s["max_trusted_fraction"] == 0.75 for s in seen)
+    assert counters[0]["replayed"] > 0 and counters[2]["replayed"] == 0
+    assert counters[2]["trusted"] > 0  # the screening gate trusts once warm
