@@ -31,12 +31,13 @@ from stable_baselines3.common.vec_env import VecEnv
 
 import fnas_env  # noqa: F401 - registers the env ids
 from agents.methods import (
+    CONTROLLERS,
     FNAS_METHODS,
     METHODS,
     RL_METHODS,
-    SCREEN_CONTROLLER,
     SCREEN_CRITIC,
     SCREEN_GATE,
+    SCREEN_METHODS,
 )
 from fnas_env.record import RecordEntry, SearchCounters
 from fnas_env.run import RunFolder, RunSettings
@@ -333,7 +334,7 @@ def run_in_folder(
         settings: the search. ``settings.budget`` counts activated samples over all
             runs; ``settings.options`` may hold ``pool`` (a folder, or None for no
             pool; default ``run/pool`` for ``FNAS-MNAS-v0``), ``uac_warmup`` and
-            ``transfer_critic`` (methods ``fnas`` and ``fnas-screen``).
+            ``transfer_critic`` (the methods of :data:`~agents.methods.FNAS_METHODS`).
         workers: architectures evaluated at once (more than 1: Ray workers; methods
             of :data:`RL_METHODS` only).
         ray_address: a Ray cluster to join (default: ``RAY_ADDRESS`` or local).
@@ -450,7 +451,7 @@ def _run_rl(
             from agents.seam import SearchEnvs
 
             space = SearchEnvs(venv).search_space
-            screen = settings.method == "fnas-screen"
+            screen = settings.method in SCREEN_METHODS
             critic = open_critic(
                 run,
                 space.name,
@@ -470,7 +471,7 @@ def _run_rl(
                 seed=settings.seed,
                 tensorboard_log=str(run.tb_dir),
                 architectures_per_update=per_update,
-                **(SCREEN_CONTROLLER if screen else {}),
+                **CONTROLLERS.get(settings.method, {}),
             )
         else:
             model = make_controller(

@@ -88,13 +88,22 @@ def test_fnas_search_on_a_table_spends_exactly_the_budget(method, tmp_path, caps
         assert "controller restored from" in out and (run_dir / "controller.pt").is_file()
 
 
-@pytest.mark.parametrize("method", ["fnas", "fnas-screen"])
-def test_fnas_screen_trusts_the_less_promising_and_fnas_the_less_uncertain(method, tmp_path):
+@pytest.mark.parametrize("method", ["fnas", "fnas-screen", "fnas-screen-keep"])
+def test_fnas_screen_trusts_the_less_promising_and_fnas_the_less_uncertain(
+    method, tmp_path, monkeypatch
+):
     """fnas-screen's gate puts its threshold on V + U / 2 (so a trusted architecture's
     score is below it, unless a neighbour of the best ones was evaluated in its place,
     just before it); fnas's on U alone (a few points, far below any V on Macro)."""
+    import agents.fnas_ppo as fnas_ppo
     from agents.methods import SCREEN_GATE
 
+    built = []
+    make = fnas_ppo.make_fnas_controller
+    monkeypatch.setattr(
+        fnas_ppo, "make_fnas_controller", lambda *a, **k: built.append(k) or make(*a, **k)
+    )
+    screen = method.startswith("fnas-screen")
     run_dir = tmp_path / method
     args = ["search", "--env", "FNAS-Macro-v0", "--method", method, "--budget", "40"]
     args += ["--uac-warmup", "10", "--run-dir", str(run_dir), "--no-progress-bar"]
@@ -106,17 +115,19 @@ def test_fnas_screen_trusts_the_less_promising_and_fnas_the_less_uncertain(metho
     for i, e in trusted:
         v, u, threshold = (e.extras[k] for k in ("predicted_reward", "uncertainty", "threshold"))
         if "alternative" in e.extras:  # its neighbour-of-the-best was evaluated first
-            assert method == "fnas-screen"
+            assert screen
             assert (entries[i - 1].arch, entries[i - 1].kind) == (
                 e.extras["alternative"],
                 "activated",
             )
             replaced += 1
-        elif method == "fnas-screen":
+        elif screen:
             assert v + SCREEN_GATE["kappa"] * u <= threshold + 1e-6
         else:
             assert u <= threshold + 1e-6 < v
-    assert (replaced > 0) is (method == "fnas-screen")
+    assert (replaced > 0) is screen
+    assert [k.get("keep_replaced", False) for k in built] == [method == "fnas-screen-keep"]
+    assert [k.get("max_trusted_fraction", 0.5) for k in built] == [0.75 if screen else 0.5]
 
 
 def test_a_killed_search_resumes_from_its_record(tmp_path):
