@@ -16,6 +16,8 @@ On FNAS-MNAS-v0 with digits, every method runs the same number of PPO updates
   quota (``keep_replaced=True``);
 - ``scratch-quick``, ``transfer-quick`` (on request): the critic trusted after 5
   evaluations with an 8-sample quality check instead of 20 and 20;
+- ``scratch-screen-keep``, ``transfer-screen-keep`` (on request): ``scratch`` and
+  ``transfer`` with ``fnas-screen-keep-akp``'s gate and controller;
 - transfer (Table 5): ``source`` (``fnas-akp`` on digits 0-4) leaves its critic, pool
   and experience buffer; ``transfer`` (``fnas-akp`` on digits 5-9) starts from them;
   ``scratch`` is the same search on digits 5-9 from nothing.
@@ -57,6 +59,8 @@ RUNS = (
     "transfer-fast",
     "scratch-quick",
     "transfer-quick",
+    "scratch-screen-keep",
+    "transfer-screen-keep",
 )
 FAST_RUNS = ("fnas-fast-akp", "scratch-fast", "transfer-fast")
 #: ``-quick``: the critic may be trusted after 5 evaluations of this search, its quality
@@ -69,7 +73,12 @@ DEFAULT_RUNS = ("mnas", "fnas", "fnas-akp", "source", "scratch", "transfer")
 #: ``fnas-fast-akp``: the gate trusts 90% of the architectures and a batch may hold 75%
 #: trusted ones (``benchmarks/methods.py``'s FAST preset)
 FAST_GATE, FAST_CONTROLLER = {"trusted_fraction": 0.9}, {"max_trusted_fraction": 0.75}
-SCREEN_RUNS = ("fnas-screen-akp", "fnas-screen-keep-akp")
+SCREEN_RUNS = (
+    "fnas-screen-akp",
+    "fnas-screen-keep-akp",
+    "scratch-screen-keep",
+    "transfer-screen-keep",
+)
 ALL_DIGITS = None
 FIRST, SECOND = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
 
@@ -146,7 +155,7 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
         gate_kwargs, controller_kwargs = FAST_GATE, FAST_CONTROLLER
     elif run in SCREEN_RUNS:
         gate_kwargs, controller_kwargs = dict(SCREEN_GATE), dict(SCREEN_CONTROLLER)
-        controller_kwargs["keep_replaced"] = run == "fnas-screen-keep-akp"
+        controller_kwargs["keep_replaced"] = "keep" in run
     elif run in QUICK_RUNS:
         gate_kwargs = QUICK_GATE
     search = build_search(
