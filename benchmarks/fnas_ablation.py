@@ -78,6 +78,7 @@ TARGETS = {
     "fnas-screen": 3.0,
     "fnas-screen-keep": 3.0,
     "uac-screen": 1.8,
+    "uac-screen-keep": 1.8,
 }
 #: Transfer methods and the method whose NB201 cifar10 runs leave the critics they load.
 TRANSFER_METHODS = {"fnas-transfer": "fnas", "fnas-screen-transfer": "fnas-screen"}
@@ -96,6 +97,7 @@ PAPER_TARGETS = {
     "uac": 0.5,
     "fnas": 0.25,
     "uac-screen": 0.5,
+    "uac-screen-keep": 0.5,
     "fnas-screen": 0.25,
     "fnas-screen-keep": 0.25,
 }

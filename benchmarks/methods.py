@@ -35,6 +35,8 @@ method             what
 ``fnas-screen-``   ``fnas-screen`` whose critic starts from the one a ``fnas-screen``
 ``transfer``       search saved on another task (``FNASSettings.transfer_critic``)
 ``uac-screen``     ``fnas-screen`` without AEB (the screening gate alone)
+``uac-screen-``    ``uac-screen`` with ``fnas-screen-keep``'s controller
+``keep``
 ``evolution``      regularized evolution (Real et al., 2019)
 ``random``         random search
 =================  ==========================================================================
@@ -82,6 +84,7 @@ METHODS = (
     "fnas-screen-keep",
     "fnas-screen-transfer",
     "uac-screen",
+    "uac-screen-keep",
     "evolution",
     "random",
 )
@@ -100,6 +103,14 @@ SCREEN_PROPOSALS = {
     "incumbents": 0,
     "warmup": 20,
     "quality_window": 20,
+}
+#: Methods with ``fnas-screen``'s gate, critic and controller -> the method they modify
+SCREEN_VARIANTS = {
+    "fnas-screen": "fnas",
+    "fnas-screen-keep": "fnas",
+    "fnas-screen-transfer": "fnas-transfer",
+    "uac-screen": "uac",
+    "uac-screen-keep": "uac",
 }
 #: PPO samples at which the paper's metric is read (Table 4 compares at equal PPO samples).
 PPO_CHECKPOINTS = (400, 1000)
@@ -287,13 +298,13 @@ def _ppo_run(
     requested = method
     if method == "fnas-fast":
         method, settings = "fnas", settings.changed(**FAST)
-    elif method in ("fnas-screen", "fnas-screen-keep", "fnas-screen-transfer", "uac-screen"):
+    elif method in SCREEN_VARIANTS:
         critic_kwargs = {**settings.critic_kwargs, **SCREEN_CRITIC}
         controller = dict(settings.controller)
-        if method == "fnas-screen-keep":
+        if method.endswith("-keep"):
             controller["keep_replaced"] = True
         settings = settings.changed(**SCREEN, critic_kwargs=critic_kwargs, controller=controller)
-        method = {"fnas-screen-transfer": "fnas-transfer", "uac-screen": "uac"}.get(method, "fnas")
+        method = SCREEN_VARIANTS[method]
     elif method == "fnas-screen-proposals":
         method, settings = "fnas", settings.changed(**SCREEN_PROPOSALS)
     overrides: dict[str, Any] = dict(settings.controller)  # the FNAS methods'

@@ -398,10 +398,10 @@ def test_screen_variants_reach_the_controller(monkeypatch):
     monkeypatch.setattr(fnas_ppo, "make_fnas_controller", spy)
     counters = [
         run(method, "FNAS-Macro-v0", budget=30, seed=0).counters
-        for method in ("fnas-screen", "fnas-screen-keep", "uac-screen")
+        for method in ("fnas-screen", "fnas-screen-keep", "uac-screen", "uac-screen-keep")
     ]
-    assert [s.get("keep_replaced", False) for s in seen] == [False, True, False]
-    assert [(s["uac"], s["aeb"]) for s in seen] == [(True, True), (True, True), (True, False)]
+    assert [s.get("keep_replaced", False) for s in seen] == [False, True, False, True]
+    assert [(s["uac"], s["aeb"]) for s in seen] == [(True, True)] * 2 + [(True, False)] * 2
     assert all(s["max_trusted_fraction"] == 0.75 for s in seen)
     assert counters[0]["replayed"] > 0 and counters[2]["replayed"] == 0
     assert counters[2]["trusted"] > 0  # the screening gate trusts once warm
