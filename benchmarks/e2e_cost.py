@@ -127,7 +127,7 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
 
     import fnas_env  # noqa: F401 - registers the ids
     from agents.experience import ExperienceBuffer
-    from agents.methods import SCREEN_CONTROLLER, SCREEN_GATE
+    from agents.methods import SCREEN_CONTROLLER, SCREEN_GATE, SCREEN_KEEP_CONTROLLER
     from benchmarks.parallel import build_search
     from wrappers.critic import UncertaintyCritic
 
@@ -154,8 +154,8 @@ def run_one(run: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     if run in FAST_RUNS:
         gate_kwargs, controller_kwargs = FAST_GATE, FAST_CONTROLLER
     elif run in SCREEN_RUNS:
-        gate_kwargs, controller_kwargs = dict(SCREEN_GATE), dict(SCREEN_CONTROLLER)
-        controller_kwargs["keep_replaced"] = "keep" in run
+        gate_kwargs = dict(SCREEN_GATE)
+        controller_kwargs = dict(SCREEN_KEEP_CONTROLLER if "keep" in run else SCREEN_CONTROLLER)
     elif run in QUICK_RUNS:
         gate_kwargs = QUICK_GATE
     search = build_search(

@@ -56,7 +56,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.baselines import nas_env, random_search, regularized_evolution
-from agents.methods import SCREEN_CONTROLLER, SCREEN_CRITIC, SCREEN_GATE
+from agents.methods import SCREEN_CONTROLLER, SCREEN_CRITIC, SCREEN_GATE, SCREEN_KEEP_CONTROLLER
 from benchmarks.harness import TracePoint, make_search_env, trace_of
 from fnas_env import threads
 
@@ -104,13 +104,14 @@ SCREEN_PROPOSALS = {
     "warmup": 20,
     "quality_window": 20,
 }
-#: Methods with ``fnas-screen``'s gate, critic and controller -> the method they modify
+#: Methods with ``fnas-screen``'s gate and critic -> (the method they modify, the library's
+#: controller preset they use)
 SCREEN_VARIANTS = {
-    "fnas-screen": "fnas",
-    "fnas-screen-keep": "fnas",
-    "fnas-screen-transfer": "fnas-transfer",
-    "uac-screen": "uac",
-    "uac-screen-keep": "uac",
+    "fnas-screen": ("fnas", SCREEN_CONTROLLER),
+    "fnas-screen-keep": ("fnas", SCREEN_KEEP_CONTROLLER),
+    "fnas-screen-transfer": ("fnas-transfer", SCREEN_CONTROLLER),
+    "uac-screen": ("uac", SCREEN_CONTROLLER),
+    "uac-screen-keep": ("uac", SCREEN_KEEP_CONTROLLER),
 }
 #: PPO samples at which the paper's metric is read (Table 4 compares at equal PPO samples).
 PPO_CHECKPOINTS = (400, 1000)
@@ -300,11 +301,9 @@ def _ppo_run(
         method, settings = "fnas", settings.changed(**FAST)
     elif method in SCREEN_VARIANTS:
         critic_kwargs = {**settings.critic_kwargs, **SCREEN_CRITIC}
-        controller = dict(settings.controller)
-        if method.endswith("-keep"):
-            controller["keep_replaced"] = True
+        method, preset = SCREEN_VARIANTS[method]
+        controller = {**settings.controller, **preset}
         settings = settings.changed(**SCREEN, critic_kwargs=critic_kwargs, controller=controller)
-        method = SCREEN_VARIANTS[method]
     elif method == "fnas-screen-proposals":
         method, settings = "fnas", settings.changed(**SCREEN_PROPOSALS)
     overrides: dict[str, Any] = dict(settings.controller)  # the FNAS methods'
